@@ -1,0 +1,49 @@
+"""calibviz: see why a trained classifier is over- or under-confident, and what fixes it.
+
+The public API is small and explicit; heavy modules are imported lazily on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # data, formats, backend
+    "Predictions": "calibviz.predictions",
+    "DataSpec": "calibviz.data",
+    "load_dataset": "calibviz.data",
+    "FormatError": "calibviz.formats",
+    "load_bundle": "calibviz.formats",
+    "save_bundle": "calibviz.formats",
+    "load_checkpoint": "calibviz.formats",
+    "save_checkpoint": "calibviz.formats",
+    "read_card": "calibviz.formats",
+    "pick_device": "calibviz.backend",
+    "predict": "calibviz.backend",
+    "build_model": "calibviz.models",
+    # metrics
+    "reliability_bins": "calibviz.metrics",
+    "basic_metrics": "calibviz.metrics",
+    "ece": "calibviz.metrics",
+    # features
+    "class_separation": "calibviz.features",
+    "linear_cka": "calibviz.features",
+    # soft labels
+    "tree_isotonic": "calibviz.soft_labels",
+    "order_violations": "calibviz.soft_labels",
+    # calibrators
+    "TemperatureScaling": "calibviz.calibrators",
+    "fit_temperature": "calibviz.calibrators",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'calibviz' has no attribute {name!r}")

@@ -1,0 +1,137 @@
+"""The inference backend: (checkpoint, dataset spec) -> Predictions, batched on the best device and
+cached on disk by content (checkpoint sha256 + dataset spec + input mask + format version)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibviz.data import SPLITS, load_dataset
+from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
+from calibviz.predictions import Predictions
+
+FORMAT_VERSION = 1
+DEVICE_ENV = "CALIBVIZ_DEVICE"
+CACHE_ENV = "CALIBVIZ_CACHE"
+
+Progress = Callable[[float, str], None]
+
+
+def pick_device(override: str | None = None) -> torch.device:
+    """The device to run on: `override`, else $CALIBVIZ_DEVICE, else CUDA when present, else CPU."""
+    choice = override or os.environ.get(DEVICE_ENV) or ""
+    if choice:
+        try:
+            dev = torch.device(choice)
+        except RuntimeError as e:
+            raise ValueError(f"device {choice!r} is not a valid torch device ({e})") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cache_dir() -> Path:
+    """Where cached Predictions live: $CALIBVIZ_CACHE, else ~/.cache/calibviz."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "calibviz"
+    return Path(root)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, memoised by (path, size, mtime) so repeated calls are free."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def mask_inputs(x: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero each input element independently with probability `ratio` (the MTS / MDT masking)."""
+    if ratio <= 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device="cpu").to(x.device) >= ratio
+    return x * keep
+
+
+@torch.no_grad()
+def run_model(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 2048,
+              mask_ratio: float = 0.0, mask_seed: int = 0,
+              progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Batched forward pass: (logits (N, C), penultimate features (N, D)) as float32 numpy."""
+    model = model.to(device).eval()
+    gen = torch.Generator().manual_seed(mask_seed)
+    logits, feats = [], []
+    n = len(x)
+    for start in range(0, n, batch_size):
+        xb = torch.from_numpy(np.asarray(x[start:start + batch_size])).to(device)
+        xb = mask_inputs(xb, mask_ratio, gen)
+        f = model.features(xb)
+        logits.append(model.head(f).float().cpu())
+        feats.append(f.float().cpu())
+        if progress:
+            progress(min(1.0, (start + len(xb)) / n), f"inference {min(start + batch_size, n)}/{n}")
+    return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+
+def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.device | None = None,
+            batch_size: int = 2048, mask_ratio: float = 0.0, mask_seed: int = 0,
+            progress: Progress | None = None, use_cache: bool = True) -> Predictions:
+    """Run a checkpoint over a dataset spec and return its Predictions, from the disk cache when the
+    same (checkpoint bytes, spec, mask, format version) was computed before."""
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
+    ds = load_dataset(data_spec)
+    digest = file_digest(checkpoint)
+    key = hashlib.sha256(
+        f"{digest}|{ds.spec}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
+    cached = cache_dir() / f"{key[:32]}.safetensors"
+    if use_cache and cached.is_file():
+        try:
+            preds = load_bundle(cached)
+            if progress:
+                progress(1.0, "loaded from cache")
+            return preds
+        except FormatError:
+            cached.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    model, card = load_checkpoint(checkpoint, device=dev)
+    if progress:
+        progress(0.0, f"inference on {dev}")
+    logits, feats = run_model(model, ds.x, dev, batch_size, mask_ratio, mask_seed, progress)
+    head = model.head
+    meta = {
+        "name": card.get("name", Path(checkpoint).stem),
+        "checkpoint_sha256": digest,
+        "data_spec": str(ds.spec),
+        "dataset": ds.spec.name,
+        "class_names": list(ds.class_names),
+        "split_names": list(SPLITS),
+        "mask_ratio": mask_ratio,
+        "input_kind": ds.input_kind,
+    }
+    preds = Predictions(
+        labels=ds.y.copy(), logits=logits, features=feats,
+        head_weight=head.weight.detach().float().cpu().numpy(),
+        head_bias=head.bias.detach().float().cpu().numpy(),
+        split=np.full(len(ds), SPLITS.index(ds.spec.split), dtype=np.int64),
+        sample_id=ds.sample_id.copy(), meta=meta)
+    if use_cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}.safetensors")
+        save_bundle(preds, tmp)
+        tmp.replace(cached)
+    return preds

@@ -1,0 +1,186 @@
+"""Datasets as plain strings: `NAME[-CORRUPTION-SEVERITY]:SPLIT`, e.g. `digits:val`, `mnist1d-noise-3:test`.
+
+Two real datasets that work offline: scikit-learn's bundled 8x8 `digits` and `mnist1d`, generated
+locally with its `make_dataset`. Splits are fixed by a seeded permutation; `val` is the calibration
+split. Corruptions (additive noise, Gaussian blur, translation) at severities 1-5 give shifted copies.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+CORRUPTIONS = ("noise", "blur", "shift")
+SEVERITIES = (1, 2, 3, 4, 5)
+DATASET_NAMES = ("digits", "mnist1d")
+SPLIT_SEED = 20240611
+
+# Sizes of the fixed splits (train, val, test).
+_SPLIT_SIZES = {"digits": (1000, 297, 500), "mnist1d": (10000, 5000, 10000)}
+_MNIST1D_SAMPLES = 25000
+
+# Corruption strength per severity 1..5, per dataset: noise as a multiple of the data's std, blur as
+# the Gaussian sigma in pixels (samples), shift as the translation in pixels (samples).
+_NOISE = (0.15, 0.3, 0.5, 0.75, 1.0)
+_BLUR = {"digits": (0.4, 0.6, 0.8, 1.0, 1.3), "mnist1d": (0.75, 1.5, 2.25, 3.0, 4.0)}
+_SHIFT = {"digits": (0.5, 1.0, 1.5, 2.0, 2.5), "mnist1d": (2.0, 4.0, 6.0, 8.0, 11.0)}
+
+_SPEC_RE = re.compile(r"^(?P<name>[a-z0-9]+)(?:-(?P<corr>[a-z]+)-(?P<sev>\d+))?:(?P<split>[a-z]+)$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed dataset spec: dataset name, split, and an optional corruption with its severity."""
+
+    name: str
+    split: str
+    corruption: str | None = None
+    severity: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> DataSpec:
+        """Parse `NAME[-CORRUPTION-SEVERITY]:SPLIT`; raise ValueError saying what is wrong."""
+        m = _SPEC_RE.match(spec.strip())
+        if not m:
+            raise ValueError(
+                f"dataset spec {spec!r} is not of the form NAME[-CORRUPTION-SEVERITY]:SPLIT, "
+                f"e.g. 'digits:test' or 'mnist1d-noise-3:test'")
+        name, split = m["name"], m["split"]
+        if name not in DATASET_NAMES:
+            raise ValueError(f"dataset {name!r} in {spec!r} is unknown; known: {list(DATASET_NAMES)}")
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} in {spec!r} is unknown; known: {list(SPLITS)}")
+        corr, sev = m["corr"], int(m["sev"]) if m["sev"] else 0
+        if corr is not None:
+            if corr not in CORRUPTIONS:
+                raise ValueError(
+                    f"corruption {corr!r} in {spec!r} is unknown; known: {list(CORRUPTIONS)}")
+            if sev not in SEVERITIES:
+                raise ValueError(f"severity {sev} in {spec!r} must be one of {list(SEVERITIES)}")
+        return cls(name=name, split=split, corruption=corr, severity=sev)
+
+    def __str__(self) -> str:
+        shift = f"-{self.corruption}-{self.severity}" if self.corruption else ""
+        return f"{self.name}{shift}:{self.split}"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Inputs and labels of one split. `x` is float32 (N, *input_shape); `sample_id` indexes the
+    full dataset before splitting, so ids are stable across splits and corruptions."""
+
+    spec: DataSpec
+    x: np.ndarray
+    y: np.ndarray
+    sample_id: np.ndarray
+    class_names: tuple[str, ...]
+    input_kind: str  # "image" (1, H, W) or "signal" (L,)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+def list_specs(name: str) -> list[str]:
+    """Every spec of a dataset: the three clean splits, then each corruption and severity of test."""
+    out = [f"{name}:{s}" for s in SPLITS]
+    out += [f"{name}-{c}-{k}:test" for c in CORRUPTIONS for k in SEVERITIES]
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _raw(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """The whole dataset before splitting: inputs, labels, class names, input kind."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+        return x, d.target.astype(np.int64), tuple(str(i) for i in range(10)), "image"
+    if name == "mnist1d":
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.num_samples = _MNIST1D_SAMPLES
+        args.train_split = 1.0
+        state = np.random.get_state()  # make_dataset reseeds numpy's global RNG
+        try:
+            d = make_dataset(args)
+        finally:
+            np.random.set_state(state)
+        x = np.asarray(d["x"], dtype=np.float32)
+        y = np.asarray(d["y"], dtype=np.int64)
+        return x, y, tuple(str(i) for i in range(10)), "signal"
+    raise ValueError(f"dataset {name!r} is unknown; known: {list(DATASET_NAMES)}")
+
+
+def split_indices(name: str) -> dict[str, np.ndarray]:
+    """The fixed, seeded train/val/test index arrays of a dataset (sorted within each split)."""
+    x, _, _, _ = _raw(name)
+    perm = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    n_tr, n_va, n_te = _SPLIT_SIZES[name]
+    assert n_tr + n_va + n_te <= len(x)
+    return {
+        "train": np.sort(perm[:n_tr]),
+        "val": np.sort(perm[n_tr:n_tr + n_va]),
+        "test": np.sort(perm[n_tr + n_va:n_tr + n_va + n_te]),
+    }
+
+
+def _seed_of(spec: DataSpec) -> int:
+    return int.from_bytes(hashlib.sha256(str(spec).encode()).digest()[:4], "little")
+
+
+def corrupt(x: np.ndarray, name: str, corruption: str, severity: int, seed: int) -> np.ndarray:
+    """A corrupted copy of inputs `x` (float32): additive Gaussian noise, Gaussian blur, or
+    translation with zero fill, at severity 1..5. Image inputs are clipped back to [0, 1]."""
+    from scipy import ndimage
+
+    k = severity - 1
+    image = x.ndim == 4
+    spatial = (0, 0, 1, 1) if image else (0, 1)  # which axes are spatial, per sample batch
+    if corruption == "noise":
+        rng = np.random.default_rng(seed)
+        out = x + rng.normal(0.0, _NOISE[k] * float(x.std()), size=x.shape).astype(np.float32)
+    elif corruption == "blur":
+        sigma = tuple(s * _BLUR[name][k] for s in spatial)
+        out = ndimage.gaussian_filter(x, sigma=sigma, mode="constant")
+    elif corruption == "shift":
+        rng = np.random.default_rng(seed)
+        d = _SHIFT[name][k]
+        out = np.empty_like(x)
+        signs = rng.choice([-1.0, 1.0], size=(len(x), 2))
+        for i in range(len(x)):  # per-sample direction; sizes here are small (<= 10k rows)
+            offs = (0.0, signs[i, 0] * d, signs[i, 1] * d) if image else (signs[i, 0] * d,)
+            out[i] = ndimage.shift(x[i], offs, order=1, mode="constant", cval=0.0)
+    else:
+        raise ValueError(f"corruption {corruption!r} is unknown; known: {list(CORRUPTIONS)}")
+    if image:
+        out = np.clip(out, 0.0, 1.0)
+    return out.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _load(spec: DataSpec) -> Dataset:
+    x, y, class_names, kind = _raw(spec.name)
+    idx = split_indices(spec.name)[spec.split]
+    xs = x[idx]
+    if spec.corruption:
+        xs = corrupt(xs, spec.name, spec.corruption, spec.severity, _seed_of(spec))
+    xs.setflags(write=False)
+    ys = y[idx]
+    ys.setflags(write=False)
+    return Dataset(spec=spec, x=xs, y=ys, sample_id=idx.astype(np.int64), class_names=class_names,
+                   input_kind=kind)
+
+
+def load_dataset(spec: str | DataSpec) -> Dataset:
+    """Load one split (optionally corrupted) of a dataset from its spec string. Results are cached
+    in memory and read-only."""
+    if isinstance(spec, str):
+        spec = DataSpec.parse(spec)
+    return _load(spec)
