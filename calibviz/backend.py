@@ -77,7 +77,7 @@ def run_model(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch
     logits, feats = [], []
     n = len(x)
     for start in range(0, n, batch_size):
-        xb = torch.from_numpy(np.asarray(x[start:start + batch_size])).to(device)
+        xb = torch.as_tensor(np.array(x[start:start + batch_size], dtype=np.float32)).to(device)
         xb = mask_inputs(xb, mask_ratio, gen)
         f = model.features(xb)
         logits.append(model.head(f).float().cpu())

@@ -1,0 +1,31 @@
+"""calibviz dashboard entry point: `streamlit run app.py` (or `make run`).
+
+Draws the shared sidebar (dataset, models, split, device) and navigates over the pages in pages/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from calibviz.st_cache import sidebar
+
+HERE = Path(__file__).parent
+
+# (file, title, icon) in navigation order; a page whose file is absent is skipped.
+PAGES = [
+    ("pages/overview.py", "Overview", "🏠"),
+    ("pages/reliability.py", "Reliability", "📈"),
+    ("pages/recalibration.py", "Re-calibration", "🌡️"),
+    ("pages/logits.py", "Logits", "📊"),
+    ("pages/features.py", "Features", "🧭"),
+    ("pages/soft_labels.py", "Soft labels", "🔀"),
+]
+
+st.set_page_config(page_title="calibviz", page_icon="📐", layout="wide")
+nav = st.navigation([st.Page(f, title=t, icon=i, default=(f == PAGES[0][0]))
+                     for f, t, i in PAGES if (HERE / f).is_file()])
+st.sidebar.title("calibviz")
+st.session_state["_selection"] = sidebar()
+nav.run()

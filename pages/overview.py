@@ -1,0 +1,54 @@
+"""Overview: what calibviz is for, and the selected models' recipes and basic metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from calibviz.metrics import basic_metrics
+from calibviz.plots.overview import metrics_comparison
+from calibviz.st_cache import explain, guarded, predictions, selection, spec_label
+
+st.title("Overview")
+explain(
+    "A classifier is **calibrated** when its confidence matches how often it is right: of all the "
+    "predictions it makes with 80% confidence, about 80% should be correct. Modern networks are often "
+    "**over-confident** (Guo et al. 2017). calibviz runs trained checkpoints over real data and shows "
+    "why a model is over- or under-confident (reliability, logits, penultimate features), what its soft "
+    "labels look like on mixed inputs, and which re-calibration method fixes it. Pick a dataset, models and "
+    "a split in the sidebar; every page uses that selection. The table below measures each selected model "
+    "live on the chosen split: accuracy, negative log-likelihood (NLL), the Brier score and the expected "
+    "calibration error (ECE, 15 equal-width bins closed on the right)."
+)
+
+
+def body() -> None:
+    sel = selection()
+    if sel is None:
+        return
+    if not sel.models:
+        st.warning("Select at least one model in the sidebar.")
+        return
+    rows, metrics = [], []
+    for e in sel.models:
+        p = predictions(e, sel.spec)
+        m = basic_metrics(p.probabilities(), p.labels)
+        metrics.append(m)
+        r = e.card.get("recipe", {})
+        rows.append({
+            "model": e.title, "recipe": e.recipe, "arch": e.arch,
+            "loss": r.get("loss", ""), "teacher": r.get("kd_teacher") or "",
+            "T": r.get("kd_temperature") or "", "epochs": r.get("epochs", ""),
+            "n": p.n, "accuracy": m["accuracy"], "nll": m["nll"], "brier": m["brier"], "ece": m["ece"],
+        })
+    st.subheader(f"Selected models on {sel.dataset} · {spec_label(sel.spec)}")
+    df = pd.DataFrame(rows)
+    st.dataframe(df, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.4f")
+                                for k in ("accuracy", "nll", "brier", "ece")})
+    st.plotly_chart(metrics_comparison([e.title for e in sel.models], metrics), width="stretch")
+    st.caption("Each card also records the metrics measured when the zoo was built; see `python -m calibviz "
+               "zoo list`. The numbers here are recomputed from the checkpoint on this machine.")
+
+
+guarded(body)
