@@ -1,6 +1,7 @@
 """calibviz dashboard entry point: `streamlit run app.py` (or `make run`).
 
-Draws the shared sidebar (dataset, models, split, device) and navigates over the pages in pages/.
+Navigates over the pages in pages/. Each page draws the shared sidebar (dataset, models, split, device) itself
+through `calibviz.st_cache.selection()`, so the selection is the same on every page.
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-
-from calibviz.st_cache import sidebar
 
 HERE = Path(__file__).parent
 
@@ -27,5 +26,4 @@ st.set_page_config(page_title="calibviz", page_icon="📐", layout="wide")
 nav = st.navigation([st.Page(f, title=t, icon=i, default=(f == PAGES[0][0]))
                      for f, t, i in PAGES if (HERE / f).is_file()])
 st.sidebar.title("calibviz")
-st.session_state["_selection"] = sidebar()
 nav.run()

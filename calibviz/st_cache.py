@@ -1,4 +1,4 @@
-"""Streamlit glue shared by the pages: cached predictions with a progress bar, and the sidebar selection.
+"""Streamlit glue shared by the pages: cached predictions with a progress bar, the sidebar selection, uploads.
 
 This is the one module under calibviz/ that imports Streamlit. Caches are keyed on content digests and
 small parameters; heavy arguments are prefixed with `_` so Streamlit does not try to hash them.
@@ -10,26 +10,35 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import streamlit as st
 
-from calibviz.backend import file_digest, pick_device, predict
-from calibviz.data import CORRUPTIONS, SEVERITIES, SPLITS
+from calibviz.backend import cache_dir, file_digest, pick_device, predict
+from calibviz.data import CORRUPTIONS, DATASET_NAMES, SEVERITIES, SPLITS
+from calibviz.formats import FormatError, load_bundle
 from calibviz.predictions import Predictions
+from calibviz.uploads import MAX_UPLOAD_BYTES, UploadedModel, accept_upload, bundle_rows
 from calibviz.zoo import ZooEntry, default_zoo_dir, list_zoo
 
 T = TypeVar("T")
+Model = ZooEntry | UploadedModel
+UPLOADED = "uploaded"
 
 
 @dataclass(frozen=True)
 class Selection:
-    """What the sidebar selected: a dataset, a dataset spec (split, maybe shifted) and zoo models."""
+    """What the sidebar selected: a dataset, a dataset spec (split, maybe shifted) and models."""
 
     dataset: str
     spec: str
-    models: tuple[ZooEntry, ...]
+    models: tuple[Model, ...]
     device: str
+
+    @property
+    def checkpoints(self) -> tuple[Model, ...]:
+        """The selected models that are runnable checkpoints (views that re-run the model need these)."""
+        return tuple(m for m in self.models if getattr(m, "kind", "checkpoint") == "checkpoint")
 
 
 @st.cache_data(show_spinner=False)
@@ -40,10 +49,11 @@ def zoo_entries(root: str) -> list[ZooEntry]:
 
 @st.cache_resource(show_spinner=False, max_entries=512)
 def _predictions(digest: str, _path: str, spec: str, mask_ratio: float, device: str) -> Predictions:
-    bar = st.progress(0.0, text=f"Running {Path(_path).parent.name}/{Path(_path).stem} on {spec} …")
+    label = f"{Path(_path).parent.name}/{Path(_path).stem} on {spec}"
+    bar = st.progress(0.0, text=f"Running {label} …")
 
     def report(frac: float, msg: str) -> None:
-        bar.progress(float(frac), text=f"{Path(_path).stem} on {spec}: {msg}")
+        bar.progress(float(frac), text=f"{label}: {msg}")
 
     try:
         return predict(_path, spec, device=device, mask_ratio=mask_ratio, progress=report)
@@ -51,11 +61,24 @@ def _predictions(digest: str, _path: str, spec: str, mask_ratio: float, device: 
         bar.empty()
 
 
-def predictions(entry: ZooEntry, spec: str, mask_ratio: float = 0.0) -> Predictions:
-    """Predictions of a zoo checkpoint on a dataset spec: from memory, else the disk cache, else the
-    backend (with a progress bar)."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _bundle(digest: str, _path: str) -> Predictions:
+    return load_bundle(_path)
+
+
+def predictions(entry: Model, spec: str, mask_ratio: float = 0.0) -> Predictions:
+    """Predictions of a model on a dataset spec: from memory, else the disk cache, else the backend (with a
+    progress bar). For an uploaded bundle, the spec's split selects its rows."""
+    digest = file_digest(entry.path)
+    if getattr(entry, "kind", "checkpoint") == "bundle":
+        if mask_ratio:
+            raise ValueError(f"{entry.title}: masked inputs need the model; a predictions bundle has only outputs")
+        name_part, split = spec.split(":")
+        if "-" in name_part:
+            raise ValueError(f"{entry.title}: a predictions bundle has no shifted copies ({spec_label(spec)})")
+        return bundle_rows(_bundle(digest, str(entry.path)), split)
     device = st.session_state.get("device") or str(pick_device())
-    return _predictions(file_digest(entry.path), str(entry.path), spec, float(mask_ratio), device)
+    return _predictions(digest, str(entry.path), spec, float(mask_ratio), device)
 
 
 def spec_label(spec: str) -> str:
@@ -68,36 +91,71 @@ def spec_label(spec: str) -> str:
 
 
 def specs_for(dataset: str) -> list[str]:
-    """Every spec the sidebar offers for a dataset: clean splits, then shifted test sets."""
+    """Every spec the sidebar offers for a dataset: clean splits, then shifted test sets. Uploaded bundles of
+    other data offer all rows or one of their splits."""
+    if dataset not in DATASET_NAMES:
+        return [f"{dataset}:{s}" for s in ("all", "test", "val", "train")]
     return [f"{dataset}:{s}" for s in ("test", "val", "train")] + [
         f"{dataset}-{c}-{k}:test" for c in CORRUPTIONS for k in SEVERITIES]
 
 
+def _group(m: Model) -> str:
+    return m.dataset if m.dataset in DATASET_NAMES else UPLOADED
+
+
+def _upload_box() -> None:
+    """The sidebar's uploader: accepted files join the model list; a bad file gets an error naming the problem
+    and nothing already loaded is lost."""
+    uploads: dict[str, UploadedModel] = st.session_state.setdefault("uploads", {})
+    seen: dict[str, str] = st.session_state.setdefault("_seen_uploads", {})
+    with st.sidebar.expander("Add your own model"):
+        st.caption("A predictions bundle (.npz / .safetensors with logits or probs and labels) or a .safetensors "
+                   f"checkpoint of a registered architecture with a calibviz card; at most "
+                   f"{MAX_UPLOAD_BYTES // 2**20} MB. Nothing is unpickled.")
+        files = st.file_uploader("Upload", type=["npz", "safetensors"], accept_multiple_files=True,
+                                 key="uploader", label_visibility="collapsed")
+        for f in files or []:
+            if f.file_id not in seen:
+                try:
+                    m = accept_upload(f.name, f.getvalue(), cache_dir() / "uploads")
+                    uploads[m.name] = m
+                    seen[f.file_id] = ""
+                except FormatError as e:
+                    seen[f.file_id] = str(e)
+            if seen[f.file_id]:
+                st.error(seen[f.file_id])
+        if uploads:
+            st.caption("Loaded: " + ", ".join(m.title for m in uploads.values()))
+
+
 def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None:
-    """Draw the sidebar (dataset, models, split, device) and return the selection, or None when the zoo
-    is empty."""
+    """Draw the sidebar (dataset, models, split, device, uploads) and return the selection, or None when there
+    is nothing to show."""
     root = str(default_zoo_dir())
-    entries = zoo_entries(root)
+    entries: list[Model] = [*zoo_entries(root), *st.session_state.setdefault("uploads", {}).values()]
     if not entries:
         st.sidebar.error(f"No checkpoints found in {root}. Build them with `python -m calibviz zoo build`.")
+        _upload_box()
         return None
-    datasets = sorted({e.dataset for e in entries})
+    datasets = sorted({_group(e) for e in entries}, key=lambda d: (d == UPLOADED, d))
     ds = st.sidebar.radio("Dataset", datasets, key="dataset", horizontal=True)
-    mine = [e for e in entries if e.dataset == ds]
+    mine = [e for e in entries if _group(e) == ds]
     by_name = {e.name: e for e in mine}
-    defaults = [e.name for e in mine if e.recipe in default_recipes]
     key = f"models_{ds}"
     if key not in st.session_state:
-        st.session_state[key] = defaults
+        st.session_state[key] = [e.name for e in mine if e.recipe in default_recipes] or [mine[0].name]
+    else:  # keep the user's choice, minus anything that disappeared
+        st.session_state[key] = [n for n in st.session_state[key] if n in by_name]
     chosen = st.sidebar.multiselect(
         "Models", list(by_name), key=key, format_func=lambda n: by_name[n].title,
-        help="Checkpoints of the shipped zoo for this dataset. Pick one or more to compare.")
+        help="Checkpoints of the shipped zoo (and your uploads) for this dataset. Pick one or more to compare.")
     spec = st.sidebar.selectbox("Data split", specs_for(ds), key=f"spec_{ds}", format_func=spec_label,
                                 help="test/val/train are the fixed splits (val is the calibration split). "
                                      "The shifted sets are the test split corrupted at severity 1-5.")
     device = str(pick_device())
     st.session_state["device"] = device
     st.sidebar.caption(f"Device: **{device}** · splits: {', '.join(SPLITS)}")
+    _upload_box()
     return Selection(dataset=ds, spec=spec, models=tuple(by_name[n] for n in chosen), device=device)
 
 
@@ -114,10 +172,12 @@ def guarded(fn: Callable[[], T]) -> T | None:
 
 def explain(text: str) -> None:
     """The plain one-paragraph explanation every view carries, for students."""
-    st.info(text, icon="💡")
+    st.info(text, icon=":material/school:")
 
 
 def selection() -> Selection | None:
-    """The sidebar selection stored by app.py for the current run."""
-    sel: Any = st.session_state.get("_selection")
-    return sel
+    """Draw the shared sidebar and return its selection. Every page calls this first; the widgets keep their
+    values across pages because their keys are the same and their state is re-asserted here."""
+    for k in [k for k in st.session_state if k == "dataset" or k.startswith(("models_", "spec_"))]:
+        st.session_state[k] = st.session_state[k]
+    return sidebar()

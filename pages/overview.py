@@ -36,16 +36,14 @@ def body() -> None:
         metrics.append(m)
         r = e.card.get("recipe", {})
         rows.append({
-            "model": e.title, "recipe": e.recipe, "arch": e.arch,
+            "model": e.title, "recipe": e.recipe, "arch": e.arch or "—",
             "loss": r.get("loss", ""), "teacher": r.get("kd_teacher") or "",
-            "T": r.get("kd_temperature") or "", "epochs": r.get("epochs", ""),
+            "KD T": r.get("kd_temperature") if r.get("kd_teacher") else "", "epochs": r.get("epochs", ""),
             "n": p.n, "accuracy": m["accuracy"], "nll": m["nll"], "brier": m["brier"], "ece": m["ece"],
         })
     st.subheader(f"Selected models on {sel.dataset} · {spec_label(sel.spec)}")
     df = pd.DataFrame(rows)
-    st.dataframe(df, hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.4f")
-                                for k in ("accuracy", "nll", "brier", "ece")})
+    st.table(df.style.format({k: "{:.4f}" for k in ("accuracy", "nll", "brier", "ece")}).hide(axis="index"))
     st.plotly_chart(metrics_comparison([e.title for e in sel.models], metrics), width="stretch")
     st.caption("Each card also records the metrics measured when the zoo was built; see `python -m calibviz "
                "zoo list`. The numbers here are recomputed from the checkpoint on this machine.")

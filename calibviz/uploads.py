@@ -1,0 +1,83 @@
+"""Files a user uploads in the browser: predictions bundles and checkpoints of registered architectures.
+
+An upload is size-checked, written under a folder the app owns with a sanitised, content-addressed name (so no
+user-supplied path is ever used), then validated exactly like a file given on the command line. TorchScript and
+pickled files are refused: only `.npz` (read without pickle) and `.safetensors` are accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calibviz.formats import FormatError, is_checkpoint, load_bundle, load_checkpoint
+from calibviz.predictions import Predictions
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+ALLOWED_SUFFIXES = (".npz", ".safetensors")
+
+
+@dataclass(frozen=True)
+class UploadedModel:
+    """An accepted upload; the same attributes the pages read from a zoo entry."""
+
+    path: Path
+    dataset: str
+    recipe: str
+    name: str
+    title: str
+    arch: str
+    kind: str  # "bundle" or "checkpoint"
+    card: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def _safe_stem(filename: str) -> str:
+    stem = Path(filename).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60] or "upload"
+
+
+def accept_upload(filename: str, data: bytes, folder: Path,
+                  max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedModel:
+    """Validate and store one uploaded file; raise FormatError saying what was wrong."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        raise FormatError(f"{filename}: only predictions bundles (.npz, .safetensors) and .safetensors "
+                          f"checkpoints are accepted; pickled or TorchScript files are never loaded from uploads")
+    if len(data) > max_bytes:
+        raise FormatError(f"{filename}: {len(data) / 2**20:.1f} MB is over the upload limit of "
+                          f"{max_bytes / 2**20:.0f} MB")
+    if not data:
+        raise FormatError(f"{filename}: the file is empty")
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = _safe_stem(filename)
+    path = folder / f"{digest}-{stem}{suffix}"
+    path.write_bytes(data)
+    try:
+        if is_checkpoint(path):
+            _, card = load_checkpoint(path)  # validates the card against the tensors
+            return UploadedModel(path=path, dataset=str(card.get("dataset", "")), recipe="upload",
+                                 name=f"upload/{stem}", title=f"{card.get('title') or stem} (uploaded)",
+                                 arch=str(card["arch"]), kind="checkpoint", card=card)
+        preds = load_bundle(path)
+    except FormatError as e:
+        path.unlink(missing_ok=True)
+        raise FormatError(str(e).replace(path.name, filename)) from e
+    dataset = str(preds.meta.get("dataset") or "uploaded")
+    shown = stem if preds.meta.get("name") in (None, path.stem) else preds.meta["name"]
+    return UploadedModel(path=path, dataset=dataset, recipe="bundle", name=f"upload/{stem}",
+                         title=f"{shown} (uploaded bundle)", arch="",
+                         kind="bundle", card={"meta": preds.meta, "n": preds.n, "n_classes": preds.n_classes})
+
+
+def bundle_rows(preds: Predictions, split: str) -> Predictions:
+    """The rows of an uploaded bundle for a split name: all rows for 'all', else that split (which the
+    bundle must carry)."""
+    if split == "all":
+        return preds
+    if preds.split is None:
+        raise ValueError(f"this bundle has no 'split' array, so only 'all' rows can be shown, not {split!r}")
+    return preds.select_split(split)

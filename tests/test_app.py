@@ -1,0 +1,77 @@
+"""AppTest tests of the app shell and the Overview page (pages/overview.py), on the shipped zoo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+TIMEOUT = 180
+
+
+def plotly_figures(at: AppTest) -> list[dict]:
+    """The plotly figures a run produced, read from each chart element's proto `spec` JSON."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+@pytest.fixture
+def app() -> AppTest:
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_sidebar_offers_both_datasets_models_splits_and_device(app: AppTest) -> None:
+    assert set(app.sidebar.radio(key="dataset").options) == {"digits", "mnist1d"}
+    ms = app.sidebar.multiselect(key="models_" + app.sidebar.radio(key="dataset").value)
+    assert len(ms.options) >= 10 and len(ms.value) == 2
+    spec = app.sidebar.selectbox(key="spec_" + app.sidebar.radio(key="dataset").value)
+    assert spec.value.endswith(":test")
+    assert any("noise, severity 3" in o for o in spec.options) and any("blur" in o for o in spec.options)
+    assert any("Device:" in c.value for c in app.sidebar.caption)
+
+
+def test_overview_table_and_chart_follow_the_selection(app: AppTest) -> None:
+    app.sidebar.radio(key="dataset").set_value("digits").run()
+    key = "models_digits"
+    assert "CE teacher" in app.sidebar.multiselect(key=key).options  # options show titles
+    app.sidebar.multiselect(key=key).set_value(["digits/ce", "digits/mixup", "digits/dm"]).run()
+    assert not app.exception, app.exception
+    table = app.table[0].value
+    assert len(table) == 3
+    assert set(table["recipe"]) == {"ce", "mixup", "dm"}
+    acc = table["accuracy"].astype(float)
+    assert ((acc > 0.1) & (acc <= 1.0)).all()
+    figs = plotly_figures(app)
+    assert figs and len(figs[0]["data"][0]["x"]) == 3
+
+    # the shifted split changes the numbers
+    before = table["ece"].astype(float).tolist()
+    app.sidebar.selectbox(key="spec_digits").set_value("digits-noise-5:test").run()
+    after = app.table[0].value["ece"].astype(float).tolist()
+    assert after != before
+
+
+def test_empty_selection_warns_instead_of_failing(app: AppTest) -> None:
+    ds = app.sidebar.radio(key="dataset").value
+    app.sidebar.multiselect(key=f"models_{ds}").set_value([]).run()
+    assert not app.exception
+    assert any("Select at least one model" in w.value for w in app.warning)
+
+
+def test_every_page_runs_without_exception(app: AppTest) -> None:
+    from app import PAGES
+
+    for path, _title, _icon in PAGES:
+        if (REPO / path).is_file():
+            app.switch_page(path).run()
+            assert not app.exception, (path, app.exception)
+            assert not app.error, (path, [e.value for e in app.error])
