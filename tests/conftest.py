@@ -46,3 +46,29 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 def zoo_checkpoints() -> list[Path]:
     """Every shipped checkpoint."""
     return sorted(ZOO.glob("*/*.safetensors"))
+
+
+APPTEST_TIMEOUT = 300
+
+
+def plotly_figures(at: object) -> list[dict]:
+    """The plotly figures an AppTest run produced, read from each chart element's proto `spec` JSON."""
+    import json
+
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def open_page(page: str | None = None) -> object:
+    """A fresh AppTest of app.py (caches cleared), switched to `page` (e.g. "pages/reliability.py")."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=APPTEST_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at

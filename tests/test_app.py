@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
-
-TIMEOUT = 180
-
-
-def plotly_figures(at: AppTest) -> list[dict]:
-    """The plotly figures a run produced, read from each chart element's proto `spec` JSON."""
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+from tests.conftest import REPO, open_page, plotly_figures
 
 
 @pytest.fixture
 def app() -> AppTest:
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("pages/overview.py")
 
 
 def test_sidebar_offers_both_datasets_models_splits_and_device(app: AppTest) -> None:
