@@ -25,6 +25,11 @@ _EXPORTS: dict[str, str] = {
     "pick_device": "calibviz.backend",
     "predict": "calibviz.backend",
     "build_model": "calibviz.models",
+    # the shipped zoo
+    "build_zoo": "calibviz.zoo",
+    "list_zoo": "calibviz.zoo",
+    "ZooEntry": "calibviz.zoo",
+    "default_zoo_dir": "calibviz.zoo",
     # metrics
     "reliability_bins": "calibviz.metrics",
     "basic_metrics": "calibviz.metrics",
