@@ -32,20 +32,28 @@ def body() -> None:
     rows, metrics = [], []
     for e in sel.models:
         p = predictions(e, sel.spec)
-        m = basic_metrics(p.probabilities(), p.labels)
+        probs = p.probabilities()
+        m = basic_metrics(probs, p.labels)
         metrics.append(m)
+        gap = float(probs.max(1).mean()) - m["accuracy"]
         r = e.card.get("recipe", {})
         rows.append({
             "model": e.title, "recipe": e.recipe, "arch": e.arch or "—",
             "loss": r.get("loss", ""), "teacher": r.get("kd_teacher") or "",
             "KD T": r.get("kd_temperature") if r.get("kd_teacher") else "", "epochs": r.get("epochs", ""),
             "n": p.n, "accuracy": m["accuracy"], "nll": m["nll"], "brier": m["brier"], "ece": m["ece"],
+            "conf − acc": gap,
+            "reads as": "over-confident" if gap > 0.01 else "under-confident" if gap < -0.01 else "calibrated",
         })
     st.subheader(f"Selected models on {sel.dataset} · {spec_label(sel.spec)}")
     df = pd.DataFrame(rows)
-    st.table(df.style.format({k: "{:.4f}" for k in ("accuracy", "nll", "brier", "ece")}).hide(axis="index"))
+    fmt = {k: "{:.4f}" for k in ("accuracy", "nll", "brier", "ece")} | {"conf − acc": "{:+.4f}"}
+    st.table(df.style.format(fmt).hide(axis="index"))
     st.plotly_chart(metrics_comparison([e.title for e in sel.models], metrics), width="stretch")
-    st.caption("Each card also records the metrics measured when the zoo was built; see `python -m calibviz "
+    st.caption("**conf − acc** is mean confidence minus accuracy: positive means over-confident on average, "
+               "negative under-confident (within ±0.01 reads as calibrated on average; the Reliability page shows "
+               "where in the confidence range the gap lies). "
+               "Each card also records the metrics measured when the zoo was built; see `python -m calibviz "
                "zoo list`. The numbers here are recomputed from the checkpoint on this machine.")
 
 

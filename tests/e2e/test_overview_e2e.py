@@ -19,8 +19,10 @@ def test_overview_selects_two_models_and_shows_their_metrics(page: object, app_u
     set_multiselect(page, "Models", ["CE teacher", "Distilled data (DM, 10/class)"])
     wait_for_charts(page)
     rows = _table_rows(page)
-    assert [r[1] for r in rows] == ["ce", "dm"], rows
-    accuracies = [float(r[-4]) for r in rows]
+    header = page.eval_on_selector_all("[data-testid='stTable'] thead th", "h => h.map(c => c.innerText.trim())")
+    header = [h for h in header if h]  # the hidden index column has an empty header
+    assert [r[header.index("recipe")] for r in rows] == ["ce", "dm"], rows
+    accuracies = [float(r[header.index("accuracy")]) for r in rows]
     assert all(0.0 < a <= 1.0 for a in accuracies)
     bars = chart_data(page)
     assert bars is not None and len(bars[0]["x"]) == 2  # one bar per selected model
