@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibviz.data import SPLITS, load_dataset
+from calibviz.data import SPLITS, DataSpec, load_dataset
 from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
 from calibviz.predictions import Predictions
 
@@ -94,10 +94,10 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
     same (checkpoint bytes, spec, mask, format version) was computed before."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
-    ds = load_dataset(data_spec)
+    spec = DataSpec.parse(data_spec)
     digest = file_digest(checkpoint)
     key = hashlib.sha256(
-        f"{digest}|{ds.spec}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
+        f"{digest}|{spec}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
     cached = cache_dir() / f"{key[:32]}.safetensors"
     if use_cache and cached.is_file():
         try:
@@ -107,6 +107,7 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
             return preds
         except FormatError:
             cached.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    ds = load_dataset(spec)  # only on a cache miss: generating mnist1d takes seconds
     dev = device if isinstance(device, torch.device) else pick_device(device)
     model, card = load_checkpoint(checkpoint, device=dev)
     if progress:
