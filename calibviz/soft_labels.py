@@ -1,0 +1,536 @@
+"""Order violations in a teacher's soft labels on mixed (mixup / CutMix) samples, and their exact fix.
+
+On a mixed sample whose larger-weight parent has class a and whose other parent has class b, a teacher's
+soft label should rank a ≥ b ≥ every other class o, with no order among the others; when both parents
+have the same class the order is a ≥ every other (Cui & Yan, *Isotonic Data Augmentation for Knowledge
+Distillation*, IJCAI 2021). This module measures how often teachers break that order and repairs their
+labels with the L2 projection onto it (isotonic regression on the tree a → b → {others}), exactly and
+batched, or with the linear-time penalty on the student. Everything returns plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from calibviz.training import (
+    Batch,
+    LossInputs,
+    register_extra_loss,
+    register_target_transform,
+)
+
+if TYPE_CHECKING:
+    from calibviz.augment import MixedSamples
+
+ArrayLike = np.ndarray | torch.Tensor
+SPACES = ("logits", "probs")
+HALF_TOL = 1e-9  # |λ − ½| below this: the two parents weigh the same and their mutual order is unknown
+# Rows per chunk in tree_isotonic: about this many elements per (rows, C) block, but at least
+# _MIN_CHUNK_ROWS rows on CPU (small blocks stay in cache; too few rows per block cost Python overhead).
+_CHUNK_ELEMENTS = {"cpu": 1 << 17, "other": 1 << 25}
+_MIN_CHUNK_ROWS = 8192
+_PARTIAL_SORT_K = 32  # others pooled first per row; rows that need more are redone with 8x as many
+_FULL_SORT_MAX_C = 256  # up to this many classes a full row sort is cheaper than np.partition (measured)
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact fix: L2 isotonic regression on the tree a -> b -> {others}
+
+
+def _to_tensor(x: ArrayLike) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+
+
+def _check_rows(values: Any, a: Any, b: Any) -> None:
+    """Shapes, dtypes and ranges of (values, a, b); numpy arrays or tensors."""
+    if values.ndim != 2:
+        raise ValueError(f"values must be (N, C), got shape {tuple(values.shape)}")
+    n, c = values.shape
+    if c < 2:
+        raise ValueError(f"values need at least 2 classes (columns), got {c}")
+    for name, idx in (("a", a), ("b", b)):
+        if tuple(idx.shape) != (n,):
+            raise ValueError(f"{name} must have shape ({n},) to match values, got {tuple(idx.shape)}")
+        kind = idx.dtype.kind if isinstance(idx, np.ndarray) else (
+            "f" if idx.dtype.is_floating_point or idx.dtype == torch.bool else "i")
+        if kind not in "iu":
+            raise ValueError(f"{name} must be an integer array, got dtype {idx.dtype}")
+        if n and (int(idx.min()) < 0 or int(idx.max()) >= c):
+            raise ValueError(f"{name} must hold class indices in [0, {c}); found {int(idx.min())}.."
+                             f"{int(idx.max())}")
+
+
+def _pooled_levels_np(desc_t: np.ndarray, root_sum: np.ndarray, root_weight: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Star order root ≥ every other: pool the root (sum, weight) with the leading others while each
+    exceeds the running block mean; once one does not, no later one does, so the joiners are counted.
+    `desc_t` (k, N) holds in column i row i's k largest others, descending (-inf for the parents): in
+    this layout the running sums are k contiguous vector adds (numpy's cumsum is far slower on short
+    rows). Returns (block mean, joiner count), both (N,)."""
+    k, n = desc_t.shape
+    before = np.empty((k + 1, n), dtype=desc_t.dtype)  # block sum before each position
+    before[0] = root_sum
+    for j in range(k):
+        np.add(before[j], desc_t[j], out=before[j + 1])
+    weights = np.arange(root_weight, root_weight + k, dtype=desc_t.dtype)[:, None]
+    count = np.count_nonzero(desc_t * weights > before[:k], axis=0)  # desc > block mean, as a product
+    total = before[count, np.arange(n)]
+    return total / (root_weight + count).astype(desc_t.dtype), count
+
+
+def _tree_isotonic_np(t: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, out: np.ndarray) -> None:
+    """Numpy kernel, writing into `out`. Only the k largest others are pooled (for long rows only they
+    are sorted: np.partition, then a sort of those k); rows whose pooled block could reach past them
+    are redone with 8k, up to all."""
+    n, c = t.shape
+    rows = np.arange(n)
+    ta, tb = t[rows, a], t[rows, b]
+    same = a == b
+    np.copyto(out, t)  # `out` is the scratch space for the others until the result overwrites it
+    out[rows, a] = -np.inf
+    out[rows, b] = -np.inf
+    k = min(k, c)
+    if k < c and c > _FULL_SORT_MAX_C:
+        out.partition(c - k, axis=1)
+        out[:, c - k:].sort(axis=1)
+    else:  # numpy's vectorised sort of short rows beats partition + sort
+        out.sort(axis=1)
+    desc_t = np.ascontiguousarray(out[:, c - k:][:, ::-1].T)  # the k largest, descending, as (k, rows)
+    # Case 1: a stays apart; b (or a, for same-class rows) pools with the leading others.
+    level_b, count_b = _pooled_levels_np(desc_t, tb, 1)
+    # Case 2: that block's mean exceeds t_a, so a and b share one level; pool others from scratch.
+    level_ab, count_ab = _pooled_levels_np(desc_t, ta + tb, 2)
+    apart = same | (level_b <= ta)
+    level = np.where(apart, level_b, level_ab)
+    np.minimum(t, level[:, None], out=out)
+    out[rows, b] = level
+    out[rows, a] = np.where(apart & ~same, ta, level)
+    if k < c:  # a partial level is a lower bound: a run that used all k candidates may go further
+        redo = np.flatnonzero(np.where(apart, count_b, count_ab) >= k)
+        if len(redo):
+            part = np.empty((len(redo), c), dtype=out.dtype)
+            _tree_isotonic_np(t[redo], a[redo], b[redo], 8 * k, part)
+            out[redo] = part
+
+
+def _tree_isotonic_torch(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Torch kernel (any device): the same algorithm with a full sort of the others per row."""
+    n, c = t.shape
+    rows = torch.arange(n, device=t.device)
+    ta, tb = t[rows, a], t[rows, b]
+    same = a == b
+    others = t.clone()
+    others[rows, a] = -torch.inf
+    others[rows, b] = -torch.inf
+    desc = others.sort(dim=1, descending=True).values
+    prefix = desc.cumsum(1)
+
+    def pooled(root_sum: torch.Tensor, root_weight: int) -> torch.Tensor:
+        before = torch.cat([root_sum[:, None], root_sum[:, None] + prefix[:, :-1]], dim=1)
+        weights = torch.arange(root_weight, root_weight + c, device=t.device, dtype=t.dtype)
+        count = (desc * weights > before).sum(1)
+        last = prefix.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
+        total = root_sum + torch.where(count > 0, last, torch.zeros_like(last))
+        return total / (root_weight + count).to(t.dtype)
+
+    level_b, level_ab = pooled(tb, 1), pooled(ta + tb, 2)
+    apart = same | (level_b <= ta)
+    level = torch.where(apart, level_b, level_ab)
+    out = torch.minimum(t, level[:, None])
+    out[rows, b] = level
+    out[rows, a] = torch.where(apart & ~same, ta, level)
+    return out
+
+
+def tree_isotonic(values: ArrayLike, a: ArrayLike, b: ArrayLike) -> ArrayLike:
+    """L2 projection of each row of `values` (N, C) onto {y_a ≥ y_b ≥ y_o for every other o}.
+
+    a, b: (N,) class indices; a is the larger-weight parent. Rows with a == b (both parents of one class)
+    get the order a ≥ every other. Exact; O(C log C) per row, batched with sort + cumsum and no loop
+    over rows; numpy and CPU tensors use numpy kernels, other devices torch ones. Numpy in -> numpy
+    out, torch in -> torch out on the same device (float dtype kept; integers become float64).
+    """
+    on_cpu = not isinstance(values, torch.Tensor) or values.device.type == "cpu"
+    if on_cpu:
+        return _tree_isotonic_cpu(values, a, b)
+    t = values if values.dtype.is_floating_point else values.to(torch.float64)
+    a_t, b_t = _to_tensor(a), _to_tensor(b)
+    _check_rows(t, a_t, b_t)
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError("values must be finite (found NaN or inf)")
+    a_t, b_t = a_t.to(t.device, torch.long), b_t.to(t.device, torch.long)
+    n, c = t.shape
+    step = max(1, _CHUNK_ELEMENTS["other"] // c)
+    with torch.no_grad():
+        parts = [_tree_isotonic_torch(t[s:s + step].detach(), a_t[s:s + step], b_t[s:s + step])
+                 for s in range(0, n, step)]
+    return torch.cat(parts) if parts else t.detach().clone()
+
+
+def _as_numpy(x: ArrayLike) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _tree_isotonic_cpu(values: ArrayLike, a: ArrayLike, b: ArrayLike) -> ArrayLike:
+    """tree_isotonic for numpy arrays and CPU tensors, with the numpy kernel in row chunks."""
+    t, an, bn = _as_numpy(values), _as_numpy(a), _as_numpy(b)
+    _check_rows(t, an, bn)
+    if t.dtype.kind != "f":
+        t = t.astype(np.float64)
+    if t.size and not np.isfinite(t.sum()) and not np.isfinite(t).all():  # the sum is a cheap pre-check
+        raise ValueError("values must be finite (found NaN or inf)")
+    an, bn = an.astype(np.int64, copy=False), bn.astype(np.int64, copy=False)
+    n, c = t.shape
+    step = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS["cpu"] // c)
+    out = np.empty_like(t)
+    for s in range(0, n, step):
+        _tree_isotonic_np(t[s:s + step], an[s:s + step], bn[s:s + step], _PARTIAL_SORT_K, out[s:s + step])
+    return torch.from_numpy(out) if isinstance(values, torch.Tensor) else out
+
+
+def tree_isotonic_reference(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The same algorithm as a plain Python loop over rows (DESIGN 3 literally): sort each row's
+    others, pool b with them, merge a if needed. The tests' reference and the benchmark's per-row
+    baseline; float64 numpy out."""
+    vals = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(vals)
+    c = vals.shape[1]
+    for i, row in enumerate(vals.tolist()):
+        ai, bi = int(a[i]), int(b[i])
+        desc = sorted((row[j] for j in range(c) if j != ai and j != bi), reverse=True)
+        total, count, k = row[bi], 1, 0
+        while k < len(desc) and desc[k] > total / count:  # pool b with the leading others
+            total += desc[k]
+            count += 1
+            k += 1
+        joined = ai != bi and total / count > row[ai]
+        if joined:  # a must join; keep absorbing others above the new mean
+            total += row[ai]
+            count += 1
+            while k < len(desc) and desc[k] > total / count:
+                total += desc[k]
+                count += 1
+                k += 1
+        level = total / count
+        new = [x if x < level else level for x in row]  # pooled others are exactly those above it
+        new[bi] = level
+        new[ai] = level if joined or ai == bi else row[ai]
+        out[i] = new
+    return out
+
+
+def orient_parents(scores: ArrayLike, a: ArrayLike, b: ArrayLike, lam: ArrayLike) -> tuple[Any, Any]:
+    """Swap a and b on rows where λ = ½ and the teacher ranks b above a. There the parents weigh the
+    same, the true order is {a, b} ≥ others, and the tree projection with the higher-scored parent as a
+    is its exact projection. Returns (a, b) of the input's kind."""
+    s, a_t, b_t, lam_t = (_to_tensor(v) for v in (scores, a, b, lam))
+    rows = torch.arange(s.shape[0], device=s.device)
+    a_d, b_d = a_t.to(s.device, torch.long), b_t.to(s.device, torch.long)
+    flip = ((lam_t.to(s.device).double() - 0.5).abs() <= HALF_TOL) & (s[rows, b_d] > s[rows, a_d])
+    new_a, new_b = torch.where(flip, b_d, a_d), torch.where(flip, a_d, b_d)
+    if isinstance(a, torch.Tensor):
+        return new_a.to(a.device), new_b.to(b.device)
+    return new_a.cpu().numpy(), new_b.cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrected targets, how far they move, and the linear-time penalty
+
+
+def _soft_labels_before_after(teacher_logits: ArrayLike, a: ArrayLike, b: ArrayLike, temperature: float,
+                              space: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if space not in SPACES:
+        raise ValueError(f"space {space!r} is unknown; known: {list(SPACES)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = _to_tensor(teacher_logits)
+    if not (z.dtype.is_floating_point and isinstance(teacher_logits, torch.Tensor)):
+        z = z.double()  # numpy inputs are computed in float64
+    z = z / temperature
+    a_t, b_t = _to_tensor(a), _to_tensor(b)
+    p = torch.softmax(z, dim=1)
+    if space == "logits":
+        return p, torch.softmax(tree_isotonic(z, a_t, b_t), dim=1)
+    return p, tree_isotonic(p, a_t, b_t)
+
+
+def corrected_soft_labels(teacher_logits: ArrayLike, a: ArrayLike, b: ArrayLike, temperature: float = 1.0,
+                          space: str = "logits") -> ArrayLike:
+    """The teacher's soft labels at temperature T after the tree isotonic fix, applied to the logits/T
+    (as Cui & Yan do) or to the probabilities softmax(z/T). Rows sum to 1; same kind as the input."""
+    _, q = _soft_labels_before_after(teacher_logits, a, b, temperature, space)
+    return q if isinstance(teacher_logits, torch.Tensor) else q.numpy()
+
+
+def correction_kl(teacher_logits: ArrayLike, a: ArrayLike, b: ArrayLike, temperature: float = 1.0,
+                  space: str = "logits") -> ArrayLike:
+    """Per row KL(p ‖ p'), p the teacher's soft label at T and p' the corrected one: how far the fix
+    moves the distillation target (0 where the order already holds). Same kind as the input."""
+    p, q = _soft_labels_before_after(teacher_logits, a, b, temperature, space)
+    kl = (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(1).clamp_min(0.0)
+    return kl if isinstance(teacher_logits, torch.Tensor) else kl.numpy()
+
+
+def order_penalty(student_logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The linear-time alternative to the fix, per row, on the student's probabilities q at T = 1:
+    relu(max_{o∉{a,b}} q_o − min(q_a, q_b)) + relu(q_b − q_a). Rows with a == b get relu(max_{o≠a} q_o
+    − q_a). Differentiable; (N,) tensor on the logits' device."""
+    q = torch.softmax(student_logits, dim=1)
+    rows = torch.arange(q.shape[0], device=q.device)
+    a, b = a.to(q.device, torch.long), b.to(q.device, torch.long)
+    qa, qb = q[rows, a], q[rows, b]
+    parents = torch.zeros_like(q, dtype=torch.bool)
+    parents[rows, a] = True
+    parents[rows, b] = True
+    top_other = q.masked_fill(parents, -torch.inf).max(dim=1).values
+    return F.relu(top_other - torch.minimum(qa, qb)) + F.relu(qb - qa)
+
+
+# Training hooks (Recipe.hooks_module = "calibviz.soft_labels"): with mixup, Batch.y is the larger-weight
+# label a and Batch.y_b the other parent's label b.
+
+
+def _parents(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    b = batch.y_b if batch.y_b is not None else batch.y
+    return batch.y, b
+
+
+@register_target_transform("tree_isotonic")
+def isotonic_teacher_logits(teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Target transform: the teacher's logits projected onto the mixup order a ≥ b ≥ others (IDA)."""
+    a, b = _parents(batch)
+    return tree_isotonic(teacher_logits.detach(), a, b)
+
+
+@register_extra_loss("order_penalty")
+def order_penalty_loss(inp: LossInputs) -> torch.Tensor:
+    """Extra loss: batch mean of `order_penalty` on the student's logits."""
+    a, b = _parents(inp.batch)
+    return order_penalty(inp.student_logits, a, b).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Violation statistics
+
+
+@dataclass(frozen=True)
+class ViolationParams:
+    """How to summarise order violations: λ bins over [½, 1] (closed on the right), and the teacher's
+    temperature and space for the corrected targets (the order itself does not depend on T)."""
+
+    n_lambda_bins: int = 10
+    temperature: float = 1.0
+    space: str = "logits"
+
+    def __post_init__(self) -> None:
+        if self.n_lambda_bins < 1:
+            raise ValueError(f"n_lambda_bins must be >= 1, got {self.n_lambda_bins}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.space not in SPACES:
+            raise ValueError(f"space {self.space!r} is unknown; known: {list(SPACES)}")
+
+
+@dataclass(frozen=True, eq=False)
+class SampleViolations:
+    """Per mixed sample, (N,) arrays: any violation, violated and known pair counts, Kendall τ over the
+    known pairs, a-or-b in the teacher's top-2, {a, b} equal to the top-2, and KL(p ‖ p') of the fix."""
+
+    any_violation: np.ndarray
+    n_violated: np.ndarray
+    n_known: np.ndarray
+    kendall_tau: np.ndarray
+    parent_in_top2: np.ndarray
+    parents_are_top2: np.ndarray
+    correction_kl: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ViolationSummary:
+    """Group statistics, each an array of the group shape (0-d overall, (B,) per λ bin, (C, C) per class
+    pair [a, b]); rates are nan where a group is empty. `pair_violation_rate` pools pairs: violated
+    known pairs / known pairs in the group."""
+
+    count: np.ndarray
+    violation_rate: np.ndarray
+    pair_violation_rate: np.ndarray
+    kendall_tau: np.ndarray
+    parent_in_top2: np.ndarray
+    parents_are_top2: np.ndarray
+    correction_kl: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class OrderViolations:
+    """Order-violation statistics of one teacher on one set of mixed samples."""
+
+    per_sample: SampleViolations
+    overall: ViolationSummary
+    by_lambda: ViolationSummary
+    by_pair: ViolationSummary
+    lambda_edges: np.ndarray
+    params: ViolationParams
+
+    @property
+    def lambda_centers(self) -> np.ndarray:
+        """Centres of the λ bins."""
+        return 0.5 * (self.lambda_edges[1:] + self.lambda_edges[:-1])
+
+
+def sample_violations(teacher_logits: np.ndarray, a: np.ndarray, b: np.ndarray, lam: np.ndarray,
+                      temperature: float = 1.0, space: str = "logits") -> SampleViolations:
+    """Per-sample order statistics (see `order_violations` for the definitions)."""
+    z = np.asarray(teacher_logits, dtype=np.float64)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    lam = np.asarray(lam, dtype=np.float64)
+    n, c = z.shape
+    if lam.shape != (n,):
+        raise ValueError(f"lam must have shape ({n},), got {lam.shape}")
+    _check_rows(z, a, b)
+    rows = np.arange(n)
+    za, zb = z[rows, a], z[rows, b]
+    same = a == b
+    tie = (~same) & (np.abs(lam - 0.5) <= HALF_TOL)
+    other = np.ones((n, c), dtype=bool)
+    other[rows, a] = False
+    other[rows, b] = False
+    n_other = other.sum(1)
+    # (a, o): required z_a >= z_o; (b, o) for distinct parents; (a, b) unless λ = ½.
+    ao_bad = (other & (z > za[:, None])).sum(1)
+    ao_good = (other & (z < za[:, None])).sum(1)
+    bo_bad = np.where(same, 0, (other & (z > zb[:, None])).sum(1))
+    bo_good = np.where(same, 0, (other & (z < zb[:, None])).sum(1))
+    ab_known = ~same & ~tie
+    ab_bad = ab_known & (za < zb)
+    ab_good = ab_known & (za > zb)
+    n_known = n_other * np.where(same, 1, 2) + ab_known
+    n_bad = ao_bad + bo_bad + ab_bad
+    n_good = ao_good + bo_good + ab_good
+    tau = (n_good - n_bad) / np.maximum(n_known, 1)
+    top2 = np.argpartition(-z, 1, axis=1)[:, :2] if c > 2 else np.tile(np.arange(2), (n, 1))
+    in_top2_a = (top2 == a[:, None]).any(1)
+    in_top2_b = (top2 == b[:, None]).any(1)
+    parents_top2 = np.where(same, in_top2_a, in_top2_a & in_top2_b)
+    oa, ob = orient_parents(z, a, b, lam)
+    kl = correction_kl(z, oa, ob, temperature, space)
+    return SampleViolations(any_violation=n_bad > 0, n_violated=n_bad.astype(np.int64),
+                            n_known=n_known.astype(np.int64), kendall_tau=tau,
+                            parent_in_top2=in_top2_a | in_top2_b, parents_are_top2=parents_top2,
+                            correction_kl=np.asarray(kl, dtype=np.float64))
+
+
+def _summarise(s: SampleViolations, group: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    def total(w: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=np.asarray(w, dtype=np.float64), minlength=n_groups)
+
+    count = np.bincount(group, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "count": count.astype(np.int64),
+            "violation_rate": total(s.any_violation) / count,
+            "pair_violation_rate": total(s.n_violated) / total(s.n_known),
+            "kendall_tau": total(s.kendall_tau) / count,
+            "parent_in_top2": total(s.parent_in_top2) / count,
+            "parents_are_top2": total(s.parents_are_top2) / count,
+            "correction_kl": total(s.correction_kl) / count,
+        }
+
+
+def order_violations(teacher_logits: np.ndarray, a: np.ndarray, b: np.ndarray, lam: np.ndarray,
+                     params: ViolationParams | None = None, n_classes: int | None = None) -> OrderViolations:
+    """Order-violation statistics of a teacher's soft labels on mixed samples: overall, per λ bin and
+    per class pair (a, b), with a the larger-weight parent's class (λ ≥ ½ its weight).
+
+    Known pairs of a sample are the ordered pairs (u, v) the tree order constrains to p_u ≥ p_v:
+    (a, b), and (a, o) and (b, o) for every class o ∉ {a, b}: 2C − 3 pairs. If a == b they are (a, o)
+    for o ≠ a (C − 1 pairs); if λ = ½ exactly, (a, b) is dropped (the parents weigh the same). A pair
+    is violated when p_u < p_v strictly; Kendall τ = (concordant − discordant) / known pairs, ties
+    counting as neither. Orders are read from the logits (softmax is monotone, so they hold at every
+    T and ties from saturated probabilities do not arise); the temperature only affects
+    `correction_kl`, KL(p ‖ p') between the soft label at T and its tree-isotonic fix.
+    """
+    params = params or ViolationParams()
+    z = np.asarray(teacher_logits, dtype=np.float64)
+    n, c = z.shape
+    n_classes = n_classes or c
+    s = sample_violations(z, a, b, lam, params.temperature, params.space)
+    lam = np.asarray(lam, dtype=np.float64)
+    edges = np.linspace(0.5, 1.0, params.n_lambda_bins + 1)
+    lam_bin = np.clip(np.searchsorted(edges[1:-1], lam, side="left"), 0, params.n_lambda_bins - 1)
+    pair = np.asarray(a, dtype=np.int64) * n_classes + np.asarray(b, dtype=np.int64)
+
+    def summary(group: np.ndarray, n_groups: int, shape: tuple[int, ...]) -> ViolationSummary:
+        d = _summarise(s, group, n_groups)
+        return ViolationSummary(**{k: v.reshape(shape) for k, v in d.items()})
+
+    return OrderViolations(
+        per_sample=s, overall=summary(np.zeros(n, dtype=np.int64), 1, ()),
+        by_lambda=summary(lam_bin, params.n_lambda_bins, (params.n_lambda_bins,)),
+        by_pair=summary(pair, n_classes * n_classes, (n_classes, n_classes)),
+        lambda_edges=edges, params=params)
+
+
+def summary_dict(summary: ViolationSummary) -> dict[str, Any]:
+    """A 0-d (overall) summary as a JSON-friendly dict with stable snake_case keys."""
+    out: dict[str, Any] = {}
+    for f in fields(summary):
+        v = getattr(summary, f.name)
+        out[f.name] = int(v) if f.name == "count" else float(v)
+    return out
+
+
+def worst_violations(stats: OrderViolations, k: int = 12) -> np.ndarray:
+    """Indices of up to k violating samples, worst first: lowest Kendall τ, then largest correction KL."""
+    s = stats.per_sample
+    idx = np.flatnonzero(s.any_violation)
+    order = np.lexsort((-s.correction_kl[idx], s.kendall_tau[idx]))
+    return idx[order[:k]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gallery items
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryItem:
+    """One mixed sample for display: its input and both parents' inputs, labels, λ, and the teacher's
+    soft label at T before and after the tree isotonic fix."""
+
+    index: int
+    x: np.ndarray
+    x_a: np.ndarray
+    x_b: np.ndarray
+    label_a: int
+    label_b: int
+    lam: float
+    before: np.ndarray
+    after: np.ndarray
+    kendall_tau: float
+    class_names: tuple[str, ...]
+    input_kind: str
+    temperature: float
+
+
+def gallery_items(mix: MixedSamples, parents_x: np.ndarray, teacher_logits: np.ndarray,
+                  indices: np.ndarray, stats: OrderViolations,
+                  class_names: tuple[str, ...] | None = None) -> list[GalleryItem]:
+    """Gallery items for the given mixed-sample indices; `parents_x` is the split's inputs that
+    `mix.index_a` / `mix.index_b` point into."""
+    p = stats.params
+    idx = np.asarray(indices, dtype=np.int64)
+    z = np.asarray(teacher_logits, dtype=np.float64)[idx]
+    a, b = orient_parents(z, mix.label_a[idx], mix.label_b[idx], mix.lam[idx])
+    before = torch.softmax(torch.from_numpy(z / p.temperature), dim=1).numpy()
+    after = corrected_soft_labels(z, a, b, p.temperature, p.space)
+    names = tuple(class_names or (str(i) for i in range(z.shape[1])))
+    return [GalleryItem(index=int(i), x=mix.x[i], x_a=parents_x[mix.index_a[i]],
+                        x_b=parents_x[mix.index_b[i]], label_a=int(mix.label_a[i]),
+                        label_b=int(mix.label_b[i]), lam=float(mix.lam[i]), before=before[r],
+                        after=np.asarray(after[r]), kendall_tau=float(stats.per_sample.kendall_tau[i]),
+                        class_names=names, input_kind=mix.input_kind, temperature=p.temperature)
+            for r, i in enumerate(idx)]
