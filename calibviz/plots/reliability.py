@@ -1,0 +1,183 @@
+"""Reliability figures: pure functions from calibviz.metrics results to plotly figures.
+
+- `reliability_figure`: outputs (accuracy per bin, with its 95% interval) and gaps against the
+  diagonal, and the confidence histogram beneath on a shared x axis;
+- `classwise_figure`: the same for one class (predicted probability of k against how often it is k);
+- `smooth_figure`: the kernel-smoothed reliability curve with its bootstrap band, density beneath;
+- `risk_coverage_figure`: selective risk against coverage.
+
+Several models side by side are several figures (one per model), so each keeps its own histogram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from calibviz.metrics import ClasswiseCalibration, ReliabilityBins, RiskCoverage, SmoothCalibration
+
+OUTPUT_COLOR = "#1f77b4"
+GAP_COLOR = "rgba(214, 39, 40, 0.45)"
+GAP_LINE = "#d62728"
+COUNT_COLOR = "#7f7f7f"
+DIAGONAL = {"color": "#555555", "dash": "dash", "width": 1.5}
+_MIN_BAR = 0.008      # narrowest bar drawn (equal-mass bins of tied confidences have zero width)
+
+
+def metric_note(values: Mapping[str, float | None], intervals: Mapping[str, Sequence[float | None]] | None,
+                labels: Mapping[str, str]) -> str:
+    """One line such as 'ECE 0.055 [0.051, 0.059] · MCE 0.30 [...]' for the keys in `labels`."""
+    parts = []
+    for key, label in labels.items():
+        v = values.get(key)
+        if v is None:
+            continue
+        text = f"{label} {v:.4f}"
+        iv = (intervals or {}).get(key)
+        if iv is not None and None not in iv:
+            text += f" [{iv[0]:.4f}, {iv[1]:.4f}]"
+        parts.append(text)
+    return " · ".join(parts)
+
+
+def _bar_geometry(bins: ReliabilityBins) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bar centres, widths and the (lo, hi) limits shown in hover text."""
+    e = np.asarray(bins.edges, dtype=np.float64)
+    lo, hi = e[:-1], e[1:]
+    width = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+    centre = (lo + hi) / 2
+    narrow = width < _MIN_BAR
+    centre = np.where(narrow & np.isfinite(bins.confidence), bins.confidence, centre)
+    width = np.maximum(width, _MIN_BAR) * 0.96
+    return centre, width, lo, hi
+
+
+def _layout(fig: go.Figure, title: str | None, x_title: str, y_title: str, y2_title: str) -> None:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "y": 0.98, "yanchor": "top"}, barmode="overlay", bargap=0,
+        template="plotly_white", hovermode="closest",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "x": 0, "font": {"size": 11}},
+        margin={"l": 60, "r": 20, "t": 110, "b": 50})
+    fig.update_xaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(range=[0, 1], title_text=x_title, row=2, col=1)
+    fig.update_yaxes(range=[0, 1.02], title_text=y_title, row=1, col=1)
+    fig.update_yaxes(title_text=y2_title, rangemode="tozero", row=2, col=1)
+
+
+def _note(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, xref="x domain", yref="y domain", x=0.02, y=0.98, showarrow=False,
+                       align="left", xanchor="left", yanchor="top", font={"size": 11},
+                       bgcolor="rgba(255,255,255,0.8)", row=1, col=1)
+
+
+def reliability_figure(bins: ReliabilityBins, title: str | None = None, note: str | None = None,
+                       x_title: str = "Confidence (predicted probability of the top class)",
+                       y_title: str = "Accuracy in bin",
+                       output_name: str = "Output: accuracy in bin (95% interval)",
+                       gap_name: str = "Gap: mean confidence − accuracy") -> go.Figure:
+    """Reliability diagram: per-bin accuracy (the outputs, with 95% Wilson intervals) and the gap to
+    the mean confidence, against the diagonal; the count of predictions per bin beneath.
+
+    Equal-width bins are drawn as bars over each bin. Equal-mass bins (often many narrow bins near
+    1) are drawn as points at each bin's mean confidence, the gap as a segment to the diagonal.
+    """
+    centre, width, lo, hi = _bar_geometry(bins)
+    acc = bins.accuracy.astype(np.float64)
+    conf = bins.confidence.astype(np.float64)
+    gap = conf - acc
+    count = bins.count
+    hover = [
+        (f"bin ({a:.4f}, {b:.4f}]<br>n = {n:,}<br>accuracy = {ac:.3f}<br>mean confidence = {c:.3f}"
+         f"<br>gap = {g:+.3f} ({'over' if g > 0 else 'under'}-confident)")
+        if n else f"bin ({a:.4f}, {b:.4f}]<br>empty"
+        for a, b, n, ac, c, g in zip(lo, hi, count, acc, conf, gap, strict=True)]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.04)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=DIAGONAL, name="Perfect calibration",
+                             hoverinfo="skip"), row=1, col=1)
+    err = None
+    if bins.accuracy_low is not None and bins.accuracy_high is not None:
+        err = {"type": "data", "symmetric": False, "array": np.nan_to_num(bins.accuracy_high - acc),
+               "arrayminus": np.nan_to_num(acc - bins.accuracy_low), "color": "#0b3d66", "thickness": 1.2,
+               "width": 3}
+    if bins.scheme == "mass":
+        seg_x = np.repeat(conf, 3)
+        seg_y = np.column_stack([acc, conf, np.full_like(acc, np.nan)]).ravel()
+        fig.add_trace(go.Scatter(x=seg_x, y=seg_y, mode="lines", line={"color": GAP_LINE, "width": 3},
+                                 name=gap_name, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=conf, y=acc, mode="markers+lines", name=output_name, error_y=err,
+                                 marker={"color": OUTPUT_COLOR, "size": 8},
+                                 line={"color": OUTPUT_COLOR, "width": 1},
+                                 hovertext=hover, hoverinfo="text"), row=1, col=1)
+    else:
+        fig.add_trace(go.Bar(x=centre, y=acc, width=width, name=output_name,
+                             marker={"color": OUTPUT_COLOR, "line": {"width": 0}}, error_y=err,
+                             hovertext=hover, hoverinfo="text"), row=1, col=1)
+        fig.add_trace(go.Bar(x=centre, y=gap, base=acc, width=width, name=gap_name,
+                             marker={"color": GAP_COLOR, "line": {"color": GAP_LINE, "width": 1},
+                                     "pattern": {"shape": "/", "fgcolor": GAP_LINE, "size": 6}},
+                             hovertext=hover, hoverinfo="text"), row=1, col=1)
+    fig.add_trace(go.Bar(x=centre, y=count, width=width, name="Predictions per bin",
+                         marker={"color": COUNT_COLOR}, hovertext=hover, hoverinfo="text"), row=2, col=1)
+    _layout(fig, title, x_title, y_title, "Count")
+    _note(fig, bins.convention if note is None else f"{note}<br>{bins.convention}")
+    return fig
+
+
+def classwise_figure(cw: ClasswiseCalibration, k: int, class_name: str | None = None,
+                     title: str | None = None, note: str | None = None) -> go.Figure:
+    """Reliability diagram of one class: bins of p_k against the share of rows whose label is k."""
+    name = class_name if class_name is not None else str(k)
+    ece_k = f"classwise ECE of this class {cw.ece_per_class[k]:.4f}"
+    return reliability_figure(cw.for_class(k), title=title or f"Class '{name}'",
+                              note=ece_k if note is None else f"{note} · {ece_k}",
+                              x_title=f"Predicted probability of class '{name}'",
+                              y_title=f"Share of rows that are '{name}'",
+                              output_name=f"Output: share of rows that are '{name}' (95% interval)",
+                              gap_name="Gap: mean predicted probability − share")
+
+
+def smooth_figure(sc: SmoothCalibration, title: str | None = None, note: str | None = None) -> go.Figure:
+    """Smoothed reliability curve (kernel width sigma = smooth ECE) with its bootstrap band against
+    the diagonal; the kernel density of the confidences beneath."""
+    t = sc.t.astype(np.float64)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.04)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=DIAGONAL, name="Perfect calibration",
+                             hoverinfo="skip"), row=1, col=1)
+    if sc.low is not None and sc.high is not None:
+        ok = np.isfinite(sc.low) & np.isfinite(sc.high)
+        fig.add_trace(go.Scatter(x=np.concatenate([t[ok], t[ok][::-1]]),
+                                 y=np.concatenate([sc.high[ok], sc.low[ok][::-1]]), fill="toself",
+                                 fillcolor="rgba(31, 119, 180, 0.2)", line={"width": 0},
+                                 name="95% bootstrap band", hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=t, y=sc.accuracy, mode="lines", line={"color": OUTPUT_COLOR, "width": 2.5},
+        name=f"Smoothed accuracy (kernel width σ = {sc.sigma:.3f})",
+        hovertemplate="confidence %{x:.3f}<br>smoothed accuracy %{y:.3f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=sc.density, mode="lines", fill="tozeroy", line={"color": COUNT_COLOR},
+                             name="Density of confidences",
+                             hovertemplate="confidence %{x:.3f}<br>density %{y:.3g}<extra></extra>"),
+                  row=2, col=1)
+    _layout(fig, title, "Confidence (predicted probability of the top class)", "Smoothed accuracy",
+            "Density")
+    text = f"smooth ECE {sc.smooth_ece:.4f} (kernel width σ = smooth ECE)"
+    _note(fig, text if note is None else f"{note}<br>{text}")
+    return fig
+
+
+def risk_coverage_figure(rc: RiskCoverage, title: str | None = None, max_points: int = 2000) -> go.Figure:
+    """Error rate among the most confident predictions against the share of predictions kept."""
+    n = rc.coverage.size
+    keep = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(np.int64)) if n else []
+    fig = go.Figure(go.Scatter(
+        x=rc.coverage[keep], y=rc.risk[keep], mode="lines", line={"color": OUTPUT_COLOR, "width": 2},
+        name=f"Risk (AURC {rc.aurc:.4f})", customdata=rc.threshold[keep],
+        hovertemplate="keep %{x:.1%} most confident<br>error rate %{y:.3f}<br>"
+                      "confidence ≥ %{customdata:.4f}<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="Coverage (share of predictions kept)",
+                      yaxis_title="Risk (error rate among kept)", margin={"l": 60, "r": 20, "t": 60, "b": 50})
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(rangemode="tozero")
+    return fig
