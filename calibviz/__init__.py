@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "fixture_to_predictions": "calibviz.report",
     # features
     "class_separation": "calibviz.features",
+    "pca": "calibviz.features",
+    "template_projection": "calibviz.features",
+    "logit_stats": "calibviz.logit_stats",
     "linear_cka": "calibviz.features",
     # soft labels
     "tree_isotonic": "calibviz.soft_labels",

@@ -122,6 +122,7 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
         "class_names": list(ds.class_names),
         "split_names": list(SPLITS),
         "mask_ratio": mask_ratio,
+        "mask_seed": mask_seed,
         "input_kind": ds.input_kind,
     }
     preds = Predictions(
