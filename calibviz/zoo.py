@@ -62,6 +62,14 @@ RECIPES: tuple[Recipe, ...] = (
            kd_temperature=1.0),
     Recipe("kd_ls_t4", "KD student of LS, T=4", loss="kd", student=True, kd_teacher="ls",
            kd_temperature=4.0),
+    Recipe("kd_ce_mixup", "Mixup-KD student of CE, T=4", loss="kd", student=True, kd_teacher="ce",
+           kd_temperature=4.0, mixup_alpha=MIXUP_ALPHA),
+    Recipe("kd_ce_mixup_iso", "Mixup-KD of CE, isotonic targets, T=4", loss="kd", student=True, kd_teacher="ce",
+           kd_temperature=4.0, mixup_alpha=MIXUP_ALPHA, hooks_module="calibviz.soft_labels",
+           target_transform="tree_isotonic"),
+    Recipe("kd_ce_mixup_pen", "Mixup-KD of CE, order penalty, T=4", loss="kd", student=True, kd_teacher="ce",
+           kd_temperature=4.0, mixup_alpha=MIXUP_ALPHA, hooks_module="calibviz.soft_labels",
+           extra_losses=(("order_penalty", 1.0),)),
     Recipe("dm", "Distilled data (DM, 10/class)", loss="ce", distill="dm", **DISTILL),
     Recipe("mdt", f"Distilled data (DM + MDT mask {MDT_MASK_RATIO})", loss="ce", distill="dm",
            mask_ratio=MDT_MASK_RATIO, **DISTILL),
@@ -75,6 +83,14 @@ RECIPE_NOTES = {
     "focal": "Focal loss -(1-p_y)^γ log p_y with γ=3 (Mukhoti et al. 2020).",
     "kd": "Student trained only on T²·KL(softmax(z_t/T) || softmax(z_s/T)) (kd_alpha=1: no CE on labels) "
           "against the shipped teacher checkpoint, on the same training inputs.",
+    "kd_ce_mixup": "Student trained only on T²·KL(softmax(z_t/T) || softmax(z_s/T)) at T=4 (kd_alpha=1) against "
+                   "the shipped CE teacher, on mixup inputs (λ ~ Beta(α, α), partner from a batch permutation; "
+                   "the teacher labels the same mixed input).",
+    "kd_ce_mixup_iso": "As kd_ce_mixup, but the teacher's logits on each mixed input are first projected onto the "
+                       "order a ≥ b ≥ others (a the larger-weight parent's class) by exact L2 isotonic regression "
+                       "on that tree (Cui & Yan, IJCAI 2021), then softened at T=4.",
+    "kd_ce_mixup_pen": "As kd_ce_mixup, plus 1.0 × the linear-time order penalty on the student's probabilities at "
+                       "T=1: relu(max_o q_o − min(q_a, q_b)) + relu(q_b − q_a) (weight not tuned).",
     "dm": "Dataset distillation by distribution matching (Zhao & Bilen 2023): 10 synthetic inputs per "
           "class, initialised from random real training examples, optimised by SGD (lr 10, momentum 0.5) "
           "so that their class-mean embedding under a freshly initialised network of the same "
@@ -151,8 +167,8 @@ class QuickSettings:
     distill_real_batch: int = 16
 
 
-def _select(only: Sequence[str] | None) -> list[tuple[ZooDataset, Recipe]]:
-    """The (dataset, recipe) pairs asked for, plus the KD teachers they need, in build order."""
+def _requested(only: Sequence[str] | None) -> set[tuple[str, str]]:
+    """The (dataset, recipe) name pairs asked for, without the KD teachers they need."""
     known = {r.name: r for r in RECIPES}
     ds_names = [d.name for d in DATASETS]
     wanted: set[tuple[str, str]] = set()
@@ -170,6 +186,13 @@ def _select(only: Sequence[str] | None) -> list[tuple[ZooDataset, Recipe]]:
         for d in [ds] if ds else ds_names:
             for r in [rec] if rec else list(known):
                 wanted.add((d, r))
+    return wanted
+
+
+def _select(only: Sequence[str] | None) -> list[tuple[ZooDataset, Recipe]]:
+    """The (dataset, recipe) pairs asked for, plus the KD teachers they need, in build order."""
+    known = {r.name: r for r in RECIPES}
+    wanted = _requested(only)
     for d, r in list(wanted):
         if known[r].kd_teacher:
             wanted.add((d, known[r].kd_teacher))
@@ -225,15 +248,32 @@ def _card(zd: ZooDataset, recipe: Recipe, arch: str, resolved: dict[str, Any],
     }
 
 
+def _existing_teacher(path: Path, quick: bool) -> torch.nn.Module | None:
+    """A teacher checkpoint already written at `path` by a build of the same kind (quick or full), loaded
+    as float32 from its float16 weights (exactly the model a fresh build trains its students with)."""
+    from calibviz.formats import FormatError, load_checkpoint
+
+    if not path.is_file():
+        return None
+    try:
+        model, card = load_checkpoint(path)
+    except FormatError:
+        return None
+    return model.float().eval() if bool(card.get("quick")) == quick else None
+
+
 def build_zoo(out_dir: Path | None = None, quick: bool = False, only: list[str] | None = None,
-              progress: Progress | None = None, threads: int | None = None) -> list[Path]:
+              progress: Progress | None = None, threads: int | None = None,
+              reuse_teachers: bool = False) -> list[Path]:
     """Train the zoo on CPU and write `<out_dir>/<dataset>/<recipe>.safetensors`; return the paths.
 
     `only` takes recipe names ("ls"), datasets ("digits") or "dataset/recipe"; KD teachers a student
-    needs are built (and written) too. `quick` is the tiny test build. Seeded and deterministic: the
-    same call on the same machine and thread count writes the same weights. `threads` is torch's
-    intra-op thread count during the build (default 1: on a small shared CPU more threads oversubscribe
-    the cores and made training >10x slower here).
+    needs are built (and written) too, unless `reuse_teachers` is set and a teacher that was not asked
+    for is already in `out_dir` (same quick/full kind): then that file is loaded and left untouched, so
+    adding a student never rewrites its teacher. `quick` is the tiny test build. Seeded and
+    deterministic: the same call on the same machine and thread count writes the same weights.
+    `threads` is torch's intra-op thread count during the build (default 1: on a small shared CPU more
+    threads oversubscribe the cores and made training >10x slower here).
     """
     from calibviz.backend import file_digest
     from calibviz.data import load_dataset
@@ -242,6 +282,7 @@ def build_zoo(out_dir: Path | None = None, quick: bool = False, only: list[str] 
     out_dir = Path(out_dir) if out_dir is not None else default_zoo_dir()
     log = progress or (lambda _msg: None)
     plan = _select(only)
+    asked = _requested(only)
     q = QuickSettings()
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -253,6 +294,13 @@ def build_zoo(out_dir: Path | None = None, quick: bool = False, only: list[str] 
     total_start = time.perf_counter()
     try:
         for zd, recipe in plan:
+            path = out_dir / zd.name / f"{recipe.name}.safetensors"
+            if reuse_teachers and (zd.name, recipe.name) not in asked:
+                existing = _existing_teacher(path, quick)
+                if existing is not None:
+                    log(f"{zd.name}/{recipe.name}: reusing the teacher already in {out_dir.name}/")
+                    teachers[(zd.name, recipe.name)] = (existing, path)
+                    continue
             start = time.perf_counter()
             train = load_dataset(f"{zd.name}:train")
             x, y = np.array(train.x), np.array(train.y)
@@ -306,7 +354,6 @@ def build_zoo(out_dir: Path | None = None, quick: bool = False, only: list[str] 
                                 "seconds": round(result.seconds, 2)}
             card["metrics"] = _measure(model, zd.name)
             card["build_seconds"] = round(time.perf_counter() - start, 2)
-            path = out_dir / zd.name / f"{recipe.name}.safetensors"
             save_checkpoint(path, model.half(), card)
             model.float()
             teachers[(zd.name, recipe.name)] = (model, path)

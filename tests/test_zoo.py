@@ -160,6 +160,22 @@ def test_quick_build_is_deterministic(quick_builds) -> None:
             assert torch.equal(ta[k], tb[k]), (pa.name, k)
 
 
+def test_reused_teacher_is_left_untouched_and_gives_the_same_student(tmp_path: Path) -> None:
+    fresh = zoo.build_zoo(tmp_path, quick=True, only=["digits/kd_ce_mixup_iso"])
+    assert [p.stem for p in fresh] == ["ce", "kd_ce_mixup_iso"]
+    teacher, student = fresh
+    teacher_bytes, student_weights = teacher.read_bytes(), load_file(str(student))
+    again = zoo.build_zoo(tmp_path, quick=True, only=["digits/kd_ce_mixup_iso"], reuse_teachers=True)
+    assert again == [student]  # the teacher was loaded, not rebuilt or rewritten
+    assert teacher.read_bytes() == teacher_bytes
+    assert read_card(student)["teacher"] == {"name": "digits/ce", "sha256": file_digest(teacher)}
+    for k, v in load_file(str(student)).items():  # the teacher from its file is the one trained in memory
+        assert torch.equal(v, student_weights[k]), k
+    # a quick-build teacher is never reused for a full build (nor a full one for a quick build)
+    assert zoo._existing_teacher(teacher, quick=True) is not None
+    assert zoo._existing_teacher(teacher, quick=False) is None
+
+
 def test_unknown_zoo_item_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown"):
         zoo.build_zoo(tmp_path, quick=True, only=["digits/nope"])
