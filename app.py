@@ -10,6 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from calibviz.st_cache import warm_umap_in_background
+
 HERE = Path(__file__).parent
 
 # (file, title, icon) in navigation order; a page whose file is absent is skipped.
@@ -26,4 +28,5 @@ st.set_page_config(page_title="calibviz", page_icon="📐", layout="wide")
 nav = st.navigation([st.Page(f, title=t, icon=i, default=(f == PAGES[0][0]))
                      for f, t, i in PAGES if (HERE / f).is_file()])
 st.sidebar.title("calibviz")
+warm_umap_in_background()
 nav.run()

@@ -6,6 +6,8 @@ small parameters; heavy arguments are prefixed with `_` so Streamlit does not tr
 
 from __future__ import annotations
 
+import os
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,6 +159,21 @@ def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None
     st.sidebar.caption(f"Device: **{device}** · splits: {', '.join(SPLITS)}")
     _upload_box()
     return Selection(dataset=ds, spec=spec, models=tuple(by_name[n] for n in chosen), device=device)
+
+
+_WARMUP: threading.Thread | None = None
+
+
+def warm_umap_in_background() -> None:
+    """Compile UMAP's numba code once per server process, in a daemon thread, so the first UMAP a user asks for
+    does not pay ~45 s of JIT. Off when CALIBVIZ_WARM_UMAP=0 (the tests set it)."""
+    global _WARMUP
+    if _WARMUP is not None or os.environ.get("CALIBVIZ_WARM_UMAP", "1") == "0":
+        return
+    from calibviz.features import warm_umap_jit
+
+    _WARMUP = threading.Thread(target=warm_umap_jit, name="umap-warmup", daemon=True)
+    _WARMUP.start()
 
 
 def guarded(fn: Callable[[], T]) -> T | None:

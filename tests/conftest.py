@@ -17,6 +17,7 @@ ZOO = REPO / "checkpoints"
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test session gets its own empty prediction cache, so no test reads a stale one."""
     os.environ["CALIBVIZ_CACHE"] = str(tmp_path_factory.mktemp("calibviz-cache"))
+    os.environ["CALIBVIZ_WARM_UMAP"] = "0"  # no 30 s numba compile in every test process
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
