@@ -55,6 +55,13 @@ _EXPORTS: dict[str, str] = {
     # calibrators
     "TemperatureScaling": "calibviz.calibrators",
     "fit_temperature": "calibviz.calibrators",
+    "CALIBRATORS": "calibviz.calibrators",
+    "make_calibrator": "calibviz.calibrators",
+    "save_calibrator": "calibviz.calibrators",
+    "load_calibrator": "calibviz.calibrators",
+    "calibrate_model": "calibviz.calibrators",
+    "mts_curve": "calibviz.calibrators",
+    "recalibration_report": "calibviz.recalibration",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,7 @@ def _spec_for(card: dict[str, Any], split: str) -> str:
 
 
 def load_predictions(path: str | Path, split: str | None, device: str | None = None,
-                     default_split: str | None = "test") -> Predictions:
+                     default_split: str | None = "test", mask_ratio: float = 0.0) -> Predictions:
     """Predictions of a checkpoint (run through the backend) or of a bundle (optionally one split)."""
     from calibviz.backend import predict
 
@@ -31,7 +31,7 @@ def load_predictions(path: str | Path, split: str | None, device: str | None = N
         raise FormatError(f"{path}: no such file")
     if is_checkpoint(path):
         card = read_card(path)
-        return predict(path, _spec_for(card, split or default_split or "test"), device=device)
+        return predict(path, _spec_for(card, split or default_split or "test"), device=device, mask_ratio=mask_ratio)
     preds = load_bundle(path)
     if split:
         preds = preds.select_split(split)
@@ -62,20 +62,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     """Fit a calibrator on one split and report before/after on another."""
-    from calibviz.recalibration import recalibration_report
+    from calibviz.calibrators import save_calibrator
+    from calibviz.recalibration import fit_and_report
 
-    fit = load_predictions(args.path, args.fit_split, args.device)
+    if args.method == "mts" and not is_checkpoint(args.path):
+        raise ValueError("method 'mts' masks the model's inputs, so it needs a checkpoint, not a predictions bundle")
+    mask = args.mask_ratio if args.method == "mts" else 0.0
+    fit = load_predictions(args.path, args.fit_split, args.device, mask_ratio=mask)
     ev = load_predictions(args.path, args.eval_split, args.device)
-    out = recalibration_report(fit, ev, args.method, n_bins=args.bins)
+    out, cal = fit_and_report(fit, ev, args.method, n_bins=args.bins, n_boot=args.boot)
     if args.save:
-        from calibviz.calibrators import save_calibrator
-
-        save_calibrator(out.pop("_calibrator"), args.save)
-    out.pop("_calibrator", None)
+        save_calibrator(cal, args.save)
+        out["saved_to"] = str(args.save)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
-        print(json.dumps(out, indent=2, sort_keys=True))
+        b, a = out["before"], out["after"]
+        print(f"method {args.method}: fitted on {args.fit_split}, evaluated on {args.eval_split}")
+        print(f"parameters: {json.dumps(out['parameters'])}")
+        for k in ("accuracy", "nll", "brier", "ece"):
+            print(f"{k:<9} {b[k]:.6f} -> {a[k]:.6f}")
+        for w in out.get("warnings", []):
+            print(f"warning: {w}")
     return 0
 
 
@@ -141,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--eval-split", default="test")
     c.add_argument("--bins", type=int, default=15)
     c.add_argument("--save", default=None, help="write the fitted calibrator as JSON here")
+    c.add_argument("--mask-ratio", type=float, default=0.1, help="input mask ratio r for --method mts")
+    c.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals (0: none)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_recalibrate)
 

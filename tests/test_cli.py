@@ -93,3 +93,44 @@ def test_bad_bundle_field_is_named(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", logits=np.zeros((4, 3), np.float32), labels=np.array([0, 1, 5, 0]))
     r = cli("report", str(tmp_path / "bad.npz"))
     assert r.returncode == 2 and "'labels'" in r.stderr and "out of range" in r.stderr
+
+
+def test_recalibrate_ts_on_a_netcal_bundle_reaches_the_independent_optimum(real_fixtures: Path,
+                                                                           tmp_path: Path) -> None:
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    with np.load(real_fixtures / "netcal" / "densenet-bc-100-cifar-100.npz", allow_pickle=False) as z:
+        probs, labels = z["predictions"].astype(np.float64), z["ground_truth"].astype(np.int64)
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    half = len(labels) // 2
+    split = np.where(np.arange(len(labels)) < half, 1, 2)  # val, then test
+    bundle = tmp_path / "densenet.npz"
+    save_bundle(Predictions(labels=labels, probs=probs, split=split, meta={"name": "densenet"}), bundle)
+    r = cli("recalibrate", str(bundle), "--method", "ts", "--json", "--boot", "0",
+            "--save", str(tmp_path / "ts.json"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+
+    z = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0))  # logits as the bundle contract derives them
+
+    def nll(log_t: float, rows: slice) -> float:
+        lp = log_softmax(z[rows] / np.exp(log_t), axis=1)
+        return float(-lp[np.arange(len(lp)), labels[rows]].mean())
+
+    best = minimize_scalar(lambda s: nll(s, slice(0, half)), bounds=(-5, 5), method="bounded",
+                           options={"xatol": 1e-10})
+    t_ref = float(np.exp(best.x))
+    assert out["parameters"]["temperature"] == pytest.approx(t_ref, abs=1e-5)
+    assert out["after"]["nll"] == pytest.approx(nll(best.x, slice(half, None)), abs=1e-5)
+    assert out["after"]["accuracy"] == out["before"]["accuracy"]
+    saved = json.loads((tmp_path / "ts.json").read_text())
+    assert json.dumps(saved).count("temperature") >= 1
+
+
+def test_recalibrate_mts_needs_a_checkpoint(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    save_bundle(Predictions(labels=np.arange(30) % 3, logits=rng.normal(size=(30, 3)).astype(np.float32),
+                            split=np.arange(30) // 10), tmp_path / "b.npz")
+    r = cli("recalibrate", str(tmp_path / "b.npz"), "--method", "mts")
+    assert r.returncode == 2 and "needs a checkpoint" in r.stderr

@@ -1,0 +1,201 @@
+"""Re-calibration reports: fit a calibrator on one split, measure before and after on another.
+
+`recalibration_report` is what `calibviz recalibrate ... --json` prints and what the page tabulates:
+plain JSON-ready data with stable snake_case keys. `temperature_curve` gives the NLL / ECE of every
+temperature on a grid, for the teaching view of temperature scaling.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from calibviz.calibrators import (
+    CALIBRATORS,
+    Calibrator,
+    MaskedTemperatureScaling,
+    make_calibrator,
+    softmax_temperature,
+    solve_temperature,
+)
+from calibviz.metrics import CONVENTION, ece, nll
+from calibviz.predictions import Predictions
+
+OVERFIT_MIN_GAP = 0.02
+"""Nats: the fit split's NLL gain must exceed the evaluation split's by at least this much ..."""
+OVERFIT_RATIO = 0.5
+"""... and the evaluation gain must be below this share of the fit gain, to flag overfitting."""
+
+
+def _metrics(preds: Predictions, n_bins: int, n_boot: int, seed: int) -> dict[str, Any]:
+    """The metric library's full report (with intervals) where it exists, else the basic four."""
+    try:
+        from calibviz.report import metrics_report
+    except ImportError:  # pragma: no cover - only before the metrics report existed
+        from calibviz.metrics import basic_metrics
+
+        return basic_metrics(preds.probabilities(), preds.labels, n_bins)
+    return metrics_report(preds, n_bins=n_bins, n_boot=n_boot, seed=seed)
+
+
+def _with_probs(preds: Predictions, probs: np.ndarray) -> Predictions:
+    return Predictions(labels=preds.labels, probs=probs, meta=dict(preds.meta))
+
+
+def _describe(preds: Predictions) -> dict[str, Any]:
+    return {"name": preds.name, "n": preds.n, "n_classes": preds.n_classes,
+            "data": preds.meta.get("data_spec"), "mask_ratio": float(preds.meta.get("mask_ratio", 0.0))}
+
+
+def _calibrator_for(method: str, fit: Predictions, params: dict[str, Any] | None) -> Calibrator:
+    params = dict(params or {})
+    if method == MaskedTemperatureScaling.key:
+        ratio = float(fit.meta.get("mask_ratio", 0.0))
+        if ratio <= 0:
+            raise ValueError("method 'mts' needs fit predictions computed from masked inputs "
+                             "(calibviz.backend.predict(..., mask_ratio=r) on the fit split), or use "
+                             "calibviz.calibrators.mts_curve with the checkpoint")
+        params.setdefault("mask_ratio", ratio)
+        params.setdefault("mask_seed", int(fit.meta.get("mask_seed", 0)))
+    elif method not in CALIBRATORS:
+        raise ValueError(f"calibration method {method!r} is unknown; known: "
+                         f"{[*CALIBRATORS, MaskedTemperatureScaling.key]}")
+    return make_calibrator(method, **params)
+
+
+def fit_and_report(fit: Predictions, eval: Predictions, method: str, n_bins: int = 15, *,
+                   params: dict[str, Any] | None = None, n_boot: int = 200, seed: int = 0
+                   ) -> tuple[dict[str, Any], Calibrator]:
+    """`recalibration_report`, and the fitted calibrator itself (to save or to apply elsewhere)."""
+    if fit.n_classes != eval.n_classes:
+        raise ValueError(f"fit split has {fit.n_classes} classes, evaluation split {eval.n_classes}")
+    cal = _calibrator_for(method, fit, params)
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", RuntimeWarning)
+        cal.fit(fit.scores(), fit.labels)
+        caught = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+
+    p_eval_before = eval.probabilities().astype(np.float64)
+    p_eval_after = cal.transform(eval.scores())
+    p_fit_before = fit.probabilities().astype(np.float64)
+    p_fit_after = cal.transform(fit.scores())
+
+    before = _metrics(eval, n_bins, n_boot, seed)
+    after = _metrics(_with_probs(eval, p_eval_after), n_bins, n_boot, seed)
+    change = {k: after[k] - before[k] for k, v in before.items()
+              if k in after and isinstance(v, float) and isinstance(after[k], float)}
+
+    arg_before, arg_after = p_eval_before.argmax(1), p_eval_after.argmax(1)
+    changed_share = float((arg_before != arg_after).mean())
+    acc_change = float((arg_after == eval.labels).mean() - (arg_before == eval.labels).mean())
+    fit_nll = {"before": nll(p_fit_before, fit.labels), "after": nll(p_fit_after, fit.labels)}
+    eval_nll = {"before": nll(p_eval_before, eval.labels), "after": nll(p_eval_after, eval.labels)}
+    fit_gain = fit_nll["before"] - fit_nll["after"]
+    eval_gain = eval_nll["before"] - eval_nll["after"]
+    masked_fit = float(fit.meta.get("mask_ratio", 0.0)) > 0
+    overfit = (not masked_fit and fit_gain - eval_gain > OVERFIT_MIN_GAP
+               and eval_gain < OVERFIT_RATIO * fit_gain)
+    parameters = cal.fitted_parameters()
+    at_limit = parameters.get("at_limit") if isinstance(parameters, dict) else None
+
+    flags = {
+        "argmax_changed": changed_share > 0,
+        "argmax_changed_share": changed_share,
+        "accuracy_moved": abs(acc_change) > 0,
+        "accuracy_change": acc_change,
+        "fits_fit_split_much_better": bool(overfit),
+        "fit_nll_gain": fit_gain,
+        "eval_nll_gain": eval_gain,
+        "nll_worse": eval_gain < 0,
+        "ece_worse": bool(change.get("ece", 0.0) > 0),
+        "temperature_at_limit": at_limit,
+    }
+    notes = list(caught)
+    if flags["argmax_changed"]:
+        notes.append(f"{cal.label} changed the predicted class of {changed_share:.2%} of the evaluation "
+                     f"examples; accuracy moved by {acc_change:+.2%}")
+    if overfit:
+        notes.append(f"{cal.label} lowered NLL by {fit_gain:.4f} on the fit split but only by "
+                     f"{eval_gain:.4f} on the evaluation split: it fits the fit split much better "
+                     "(overfitting, or a shift between the splits)")
+    if flags["nll_worse"]:
+        notes.append(f"{cal.label} made evaluation NLL worse ({eval_nll['before']:.4f} -> "
+                     f"{eval_nll['after']:.4f})")
+    if flags["ece_worse"]:
+        notes.append(f"{cal.label} made evaluation ECE worse ({before['ece']:.4f} -> {after['ece']:.4f})")
+
+    report = {
+        "method": cal.key,
+        "method_label": cal.label,
+        "n_bins": int(n_bins),
+        "convention": f"top-label, {CONVENTION}",
+        "fit": _describe(fit),
+        "eval": _describe(eval),
+        "parameters": parameters,
+        "before": before,
+        "after": after,
+        "change": change,
+        "fit_split": {"nll_before": fit_nll["before"], "nll_after": fit_nll["after"],
+                      "ece_before": ece(p_fit_before, fit.labels, n_bins),
+                      "ece_after": ece(p_fit_after, fit.labels, n_bins)},
+        "flags": flags,
+        "warnings": notes,
+    }
+    return report, cal
+
+
+def recalibration_report(fit: Predictions, eval: Predictions, method: str, n_bins: int = 15, *,
+                         params: dict[str, Any] | None = None, n_boot: int = 200, seed: int = 0
+                         ) -> dict[str, Any]:
+    """Fit `method` on `fit`, report metrics before and after on `eval` (JSON-ready dict).
+
+    Keys: method, method_label, n_bins, convention, fit / eval (name, n, n_classes, data,
+    mask_ratio), parameters (fitted values, e.g. temperature), before / after (the metric report
+    with intervals), change (after - before), fit_split (NLL and ECE before/after on the fit split),
+    flags (argmax_changed, argmax_changed_share, accuracy_moved, accuracy_change,
+    fits_fit_split_much_better, fit_nll_gain, eval_nll_gain, nll_worse, ece_worse,
+    temperature_at_limit) and warnings (plain sentences). Method "mts" needs `fit` computed from
+    masked inputs (its meta carries mask_ratio > 0)."""
+    return fit_and_report(fit, eval, method, n_bins, params=params, n_boot=n_boot, seed=seed)[0]
+
+
+@dataclass(frozen=True)
+class TemperatureCurve:
+    """NLL and ECE of softmax(z / T) over a grid of temperatures, with the exact optimum."""
+
+    temperatures: np.ndarray
+    nll: np.ndarray
+    ece: np.ndarray
+    optimal_temperature: float
+    optimal_nll: float
+    optimal_ece: float
+    n_bins: int
+
+
+def temperature_curve(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray | None = None,
+                      n_bins: int = 15) -> TemperatureCurve:
+    """NLL and ECE at each temperature (default: 61 log-spaced values spanning T = 1 and the
+    optimum by a factor 3 each side) plus the exact NLL optimum."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sol = solve_temperature(logits, labels)
+    t_opt = sol.temperature
+    if temperatures is None:
+        lo, hi = min(1.0, t_opt) / 3.0, max(1.0, t_opt) * 3.0
+        temperatures = np.geomspace(lo, hi, 61)
+    ts = np.unique(np.asarray(temperatures, dtype=np.float64))
+    if not (ts > 0).all():
+        raise ValueError("temperatures must all be > 0")
+    nlls, eces = np.empty(len(ts)), np.empty(len(ts))
+    for i, t in enumerate(ts):
+        p = softmax_temperature(logits, t)
+        nlls[i], eces[i] = nll(p, labels), ece(p, labels, n_bins)
+    p_opt = softmax_temperature(logits, t_opt)
+    return TemperatureCurve(temperatures=ts, nll=nlls, ece=eces, optimal_temperature=t_opt,
+                            optimal_nll=nll(p_opt, labels), optimal_ece=ece(p_opt, labels, n_bins),
+                            n_bins=n_bins)
+
