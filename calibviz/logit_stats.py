@@ -217,3 +217,59 @@ def concentration_rows(dists: StatisticDistributions) -> list[dict[str, float | 
             rows.append({"model": name, "subset": sub, "n": d.n, "mean": d.mean, "median": d.median,
                          "std": d.std, "iqr": d.iqr})
     return rows
+
+
+SPREAD_VERDICTS = ("more concentrated", "about the same", "more spread out", "mixed")
+
+
+@dataclass(frozen=True)
+class SpreadChange:
+    """How one model's spread of a statistic compares with a reference model's, on one subset.
+
+    std_change and iqr_change are relative: other / reference − 1 (−0.27 means 27 % smaller).
+    The verdict is 'more concentrated' when both shrink by at least the threshold, 'more spread out'
+    when both grow by at least it, 'about the same' when both stay within it, else 'mixed'."""
+
+    model: str
+    reference: str
+    std_change: float
+    iqr_change: float
+    accuracy: float            # share of the model's examples it classifies correctly
+    reference_accuracy: float
+    verdict: str
+
+
+def _accuracy(subs: Mapping[str, Distribution]) -> float:
+    n = subs["all"].n
+    return subs["correct"].n / n if n else float("nan")
+
+
+def spread_changes(dists: StatisticDistributions, reference: str, subset: str = "all",
+                   threshold: float = 0.1) -> list[SpreadChange]:
+    """Compare every other model's std and IQR of the statistic with the reference model's, on one
+    subset (see SpreadChange for the verdict rule)."""
+    if reference not in dists.by_model:
+        raise ValueError(f"reference {reference!r} is not among the models {list(dists.by_model)}")
+    if subset not in SUBSETS:
+        raise ValueError(f"subset {subset!r} is unknown; known: {list(SUBSETS)}")
+    ref = dists.by_model[reference]
+    out: list[SpreadChange] = []
+    for name, subs in dists.by_model.items():
+        if name == reference:
+            continue
+        d, r = subs[subset], ref[subset]
+        std_c = d.std / r.std - 1.0 if r.std > 0 else float("nan")
+        iqr_c = d.iqr / r.iqr - 1.0 if r.iqr > 0 else float("nan")
+        if not (np.isfinite(std_c) and np.isfinite(iqr_c)):
+            verdict = "mixed"
+        elif std_c <= -threshold and iqr_c <= -threshold:
+            verdict = "more concentrated"
+        elif std_c >= threshold and iqr_c >= threshold:
+            verdict = "more spread out"
+        elif abs(std_c) < threshold and abs(iqr_c) < threshold:
+            verdict = "about the same"
+        else:
+            verdict = "mixed"
+        out.append(SpreadChange(model=name, reference=reference, std_change=float(std_c), iqr_change=float(iqr_c),
+                                accuracy=_accuracy(subs), reference_accuracy=_accuracy(ref), verdict=verdict))
+    return out

@@ -1,5 +1,5 @@
 """Figures of logit statistics: overlaid histograms / KDEs of one statistic for several models,
-with masked-input variants drawn dashed in their base model's colour."""
+with masked-input variants drawn dashed in their base model's colour, and their spreads (std, IQR) as bars."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 from calibviz.logit_stats import SUBSETS, StatisticDistributions
 
 STYLES = ("kde", "hist", "both")
+LEGENDS = ("right", "below")
 PALETTE = qualitative.Plotly
 
 
@@ -27,11 +29,15 @@ def model_colors(names: list[str], overlays: Mapping[str, str] | None = None) ->
 
 
 def distribution_figure(dists: StatisticDistributions, subset: str = "all", style: str = "kde",
-                        overlays: Mapping[str, str] | None = None, title: str | None = None) -> go.Figure:
+                        overlays: Mapping[str, str] | None = None, title: str | None = None,
+                        legend: str = "right") -> go.Figure:
     """Overlay one statistic's distribution for every model in `dists` on one subset of examples.
 
     style: 'kde' (lines), 'hist' (translucent bars of the density on the shared edges) or 'both'.
-    overlays maps an overlay entry (e.g. 'ce · mask 0.3') to its base model; overlays are dashed."""
+    overlays maps an overlay entry (e.g. 'ce · mask 0.3') to its base model; overlays are dashed.
+    legend: 'right' (plotly's default place) or 'below' (horizontal, under the axis: more room for the curves)."""
+    if legend not in LEGENDS:
+        raise ValueError(f"legend {legend!r} is unknown; known: {list(LEGENDS)}")
     if subset not in SUBSETS:
         raise ValueError(f"subset {subset!r} is unknown; known: {list(SUBSETS)}")
     if style not in STYLES:
@@ -62,4 +68,37 @@ def distribution_figure(dists: StatisticDistributions, subset: str = "all", styl
         barmode="overlay", bargap=0, title=title or f"{dists.label} — {subset} examples",
         xaxis_title=dists.label, yaxis_title="density", legend_title_text="model",
         margin={"l": 50, "r": 20, "t": 50, "b": 45}, template="plotly_white")
+    if legend == "below":
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0,
+                                  "title_text": ""},
+                          margin={"l": 50, "r": 20, "t": 50, "b": 20})
+    return fig
+
+
+def spread_figure(dists: StatisticDistributions, subset: str = "all", overlays: Mapping[str, str] | None = None,
+                  title: str | None = None) -> go.Figure:
+    """Side-by-side horizontal bars of each model's std and IQR of the statistic on one subset: concentration at a
+    glance (shorter bars = more concentrated). Colours match `distribution_figure`; overlays are hatched."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset {subset!r} is unknown; known: {list(SUBSETS)}")
+    overlays = overlays or {}
+    names = list(dists.by_model)
+    colors = model_colors(names, overlays)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("std", "IQR"))
+    spreads = [float(getattr(d[subset], a)) for d in dists.by_model.values() for a in ("std", "iqr")]
+    top = max([v for v in spreads if np.isfinite(v)], default=0.0)
+    for col, attr, label in ((1, "std", "std"), (2, "iqr", "IQR")):
+        values = [float(getattr(dists.by_model[n][subset], attr)) for n in names]
+        fig.add_trace(go.Bar(
+            x=values, y=names, orientation="h", showlegend=False, name=label,
+            marker={"color": [colors[n] for n in names], "line": {"width": 0},
+                    "pattern": {"shape": ["/" if n in overlays else "" for n in names], "fillmode": "overlay",
+                                "solidity": 0.3}},
+            text=[f"{v:.3g}" if np.isfinite(v) else "no examples" for v in values], textposition="outside",
+            cliponaxis=False, hovertemplate="%{y}<br>" + label + " %{x:.4g}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(range=[0, 1.3 * top if top > 0 else 1.0], row=1, col=col)  # one scale: same units
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_layout(title=title or f"Spread of the {dists.label} — {subset} examples", template="plotly_white",
+                      height=max(220, 90 + 34 * len(names)), margin={"l": 10, "r": 20, "t": 70, "b": 30},
+                      bargap=0.25)
     return fig

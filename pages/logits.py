@@ -1,0 +1,320 @@
+"""Logits: the selected models' distributions of a logit statistic, their concentration, and masked-input overlays."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from calibviz.backend import file_digest
+from calibviz.data import DATASET_NAMES
+from calibviz.logit_stats import (
+    BANDWIDTH_RULES,
+    STATISTICS,
+    SUBSETS,
+    KdeParams,
+    SpreadChange,
+    StatisticDistributions,
+    concentration_rows,
+    logit_stats,
+    spread_changes,
+    summarize_statistic,
+)
+from calibviz.plots.logits import STYLES, distribution_figure, spread_figure
+from calibviz.predictions import Predictions
+from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label, zoo_entries
+from calibviz.zoo import default_zoo_dir
+
+KEY = "logits"
+PRESETS = {"sidebar": "Sidebar's models", "distilled": "Full vs distilled data (CE · DM · MDT)",
+           "ls": "CE vs LS", "custom": "Custom"}
+PRESET_RECIPES = {"distilled": ("ce", "dm", "mdt"), "ls": ("ce", "ls")}
+EVIDENCE_RECIPES = ("ce", "dm", "mdt")
+STYLE_NAMES = {"kde": "KDE", "hist": "Histogram", "both": "Both"}
+SUBSET_NAMES = {"all": "All", "correct": "Correct", "wrong": "Wrong"}
+STAT_HELP = ("**max logit**: the winning class's raw score. **margin**: how far it leads the runner-up. **logit "
+             "norm**: the length of the whole logit vector. **entropy**: how spread the softmax probabilities are "
+             "(0 = all on one class). **max probability**: the confidence the calibration pages bin.")
+DEFAULTS = {f"{KEY}_quick": "sidebar", f"{KEY}_stat": "max_logit", f"{KEY}_subset": "all", f"{KEY}_style": "kde",
+            f"{KEY}_mask": 0.0, f"{KEY}_bins": 40, f"{KEY}_bw": "scott"}
+SAVED = f"_{KEY}_saved"  # plain session state (not a widget's), so the page's settings survive other pages
+
+st.title("Logits")
+explain(
+    "A classifier's **logits** are its raw scores, one per class, before softmax turns them into probabilities; the "
+    "largest (the **max logit**) and its lead over the runner-up (the **margin**) set how confident a prediction is. "
+    "Each curve shows how one model's score is spread over the examples of the chosen split. A narrow, tall curve "
+    "(small std and IQR in the table) is **concentrated**: almost every input gets about the same score. Zhu et al. "
+    "(ICCV 2023) found that networks trained on **distilled data** (a small synthetic training set standing in for "
+    "the full one) are over-confident in a way temperature scaling cannot fix, partly because their max logits are "
+    "concentrated. Their Masked Temperature Scaling fits the temperature on inputs with a share r of their elements "
+    "zeroed; the mask slider draws those masked-input distributions dashed, in each model's colour. *Quick compare* "
+    "puts full-data CE next to the distilled-data models DM and MDT, or next to label smoothing (LS)."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached computation
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _content_digest(file_dig: str, spec: str, mask_ratio: float, device: str, _p: Predictions) -> str:
+    """Predictions.digest() of one model's predictions, hashed once per (file, spec, mask ratio, device)."""
+    return _p.digest()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _summary(keys: tuple[tuple[str, str], ...], statistic: str, bins: int, bandwidth: str,
+             _preds: dict[str, Predictions]) -> StatisticDistributions:
+    """Distributions of one statistic for the named predictions; keyed on (name, content digest) pairs."""
+    stats = {name: logit_stats(_preds[name]) for name, _digest in keys}
+    return summarize_statistic(stats, statistic, KdeParams(bins=bins, bandwidth=bandwidth))
+
+
+def _key(entry: Model, spec: str, mask_ratio: float, device: str, p: Predictions) -> str:
+    return _content_digest(file_digest(entry.path), spec, float(mask_ratio), device, p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Widgets
+
+
+def _restore_page_state() -> None:
+    """Bring back this page's widget values from the last visit, then fill in the defaults."""
+    for k, v in st.session_state.get(SAVED, {}).items():
+        st.session_state.setdefault(k, v)
+    for k, v in DEFAULTS.items():
+        st.session_state.setdefault(k, v)
+
+
+def _save_page_state() -> None:
+    """Remember this page's widget values for the next visit."""
+    saved = st.session_state.setdefault(SAVED, {})
+    saved.update({k: st.session_state[k] for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_")})
+
+
+def _preset_names(preset: str, options: dict[str, Model]) -> list[str]:
+    """The option names a quick-compare preset stands for, in the preset's recipe order."""
+    recipes = PRESET_RECIPES.get(preset, ())
+    return [n for r in recipes for n, m in options.items() if m.recipe == r and getattr(m, "kind", "") != "bundle"]
+
+
+def _apply_preset(models_key: str, options: dict[str, Model], from_sidebar: list[str]) -> None:
+    """on_change of the quick-compare choice: set the page's model picker."""
+    preset = st.session_state[f"{KEY}_quick"]
+    if preset == "sidebar":
+        st.session_state[models_key] = list(from_sidebar)
+    elif preset in PRESET_RECIPES:
+        st.session_state[models_key] = _preset_names(preset, options)
+
+
+def _mark_custom() -> None:
+    """on_change of the model picker: a hand-made choice is no longer a preset."""
+    st.session_state[f"{KEY}_quick"] = "custom"
+
+
+def _model_picker(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
+    """Quick-compare presets and a page-level model picker. It starts from (and follows changes of) the
+    sidebar's selection; a preset replaces it by the dataset's CE/DM/MDT or CE/LS checkpoints."""
+    options: dict[str, Model] = {}
+    if dataset in DATASET_NAMES:
+        options = {e.name: e for e in zoo_entries(str(default_zoo_dir())) if e.dataset == dataset}
+    options.update({m.name: m for m in sidebar_models})
+    models_key, seen_key = f"{KEY}_models_{dataset}", f"_{KEY}_sidebar_{dataset}"
+    from_sidebar = [m.name for m in sidebar_models]
+    if models_key not in st.session_state or st.session_state.get(seen_key) != from_sidebar:
+        st.session_state[models_key] = from_sidebar
+        st.session_state[seen_key] = from_sidebar
+        st.session_state[f"{KEY}_quick"] = "sidebar"
+    else:
+        st.session_state[models_key] = [n for n in st.session_state[models_key] if n in options]
+    presets = {k: v for k, v in PRESETS.items() if k not in PRESET_RECIPES or len(_preset_names(k, options)) >= 2}
+    if st.session_state[f"{KEY}_quick"] not in presets:
+        st.session_state[f"{KEY}_quick"] = "custom"
+    st.radio("Quick compare", list(presets), key=f"{KEY}_quick", format_func=presets.get, horizontal=True,
+             on_change=_apply_preset, args=(models_key, options, from_sidebar),
+             help="Presets for the page's model list. Full vs distilled data: the CE teacher trained on the whole "
+                  "training set against the same network trained on a 10-per-class distilled set (DM) and on one "
+                  "distilled with masking (MDT). CE vs LS: plain cross-entropy against label smoothing.")
+    chosen = st.multiselect(
+        "Models on this page", list(options), key=models_key, format_func=lambda n: options[n].title,
+        on_change=_mark_custom,
+        help="Starts from the sidebar's models and follows the sidebar when it changes; edit it here to compare "
+             "other checkpoints of this dataset without touching the other pages.")
+    return [options[n] for n in chosen]
+
+
+def _controls(has_checkpoints: bool) -> dict[str, object]:
+    """The statistic, subset, style and mask-ratio widgets (plus KDE options); returns their values."""
+    c1, c2, c3 = st.columns([1.3, 1.5, 1.5])
+    with c1:
+        stat = st.selectbox("Statistic", list(STATISTICS), key=f"{KEY}_stat", format_func=STATISTICS.get,
+                            help=STAT_HELP)
+    with c2:
+        subset = st.radio("Examples", list(SUBSETS), key=f"{KEY}_subset", format_func=SUBSET_NAMES.get,
+                          horizontal=True, help="All examples, or only those the model classifies correctly / "
+                                                "wrongly (each model's own correct and wrong examples).")
+    with c3:
+        style = st.radio("Draw as", list(STYLES), key=f"{KEY}_style", format_func=STYLE_NAMES.get, horizontal=True,
+                         help="KDE: a smooth Gaussian kernel density estimate. Histogram: bar heights are densities "
+                              "on bins shared by all models. Both: the two together.")
+    d1, d2 = st.columns([2.8, 1.5], vertical_alignment="bottom")
+    with d1:
+        mask = st.slider("Mask ratio r (dashed overlays)", 0.0, 0.9, step=0.05, key=f"{KEY}_mask",
+                         disabled=not has_checkpoints,
+                         help="Each input element is zeroed independently with probability r (fixed seed), as "
+                              "Masked Temperature Scaling does on its calibration set, and the model is run again. "
+                              "0 = no overlay. Needs a model calibviz can run, not an uploaded predictions bundle.")
+    with d2, st.expander("KDE and histogram options"):
+        bins = st.slider("Histogram bins", 10, 100, step=5, key=f"{KEY}_bins")
+        bw = st.radio("KDE bandwidth rule", list(BANDWIDTH_RULES), key=f"{KEY}_bw", horizontal=True,
+                      format_func=str.capitalize)
+    return {"stat": stat, "subset": subset, "style": style, "mask": float(mask), "bins": int(bins), "bw": bw}
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+
+def _labels(models: list[Model]) -> dict[str, str]:
+    """Display names: titles, disambiguated by name where two models share one."""
+    titles = [m.title for m in models]
+    return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in models}
+
+
+def _masked_label(label: str, r: float) -> str:
+    return f"{label} · {r:.0%} masked"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.0%}".replace("-", "−").replace("%", "\u00a0%")
+
+
+def _evidence_markdown(dataset: str, spec: str, changes: list[SpreadChange], titles: dict[str, str]) -> str:
+    """The live, honest summary of what the zoo shows for the distilled-data claim, as markdown."""
+    ref = changes[0]
+    lines = [f"**Does this zoo show the distilled-data effect?** Max logit, all examples of {dataset} · "
+             f"{spec_label(spec)}, computed now. Spread of each distilled-data model against the full-data "
+             f"**{titles[ref.reference]}** (accuracy {ref.reference_accuracy:.2f}):", ""]
+    nb = "\u00a0"  # keep each number with its name and unit on one line
+    lines += [f"- **{titles[c.model]}**: std{nb}{_pct(c.std_change)}, IQR{nb}{_pct(c.iqr_change)} →{nb}*{c.verdict}* "
+              f"(accuracy {c.accuracy:.2f})" for c in changes]
+    if all(c.verdict == "more concentrated" for c in changes):
+        verdict = "the claim **holds** on this dataset: the distilled-data models' max logits are more concentrated."
+    elif all(c.verdict != "more concentrated" for c in changes):
+        verdict = ("the claim **does not show** on this dataset: the distilled-data models' max logits are not more "
+                   "concentrated than CE's.")
+    else:
+        verdict = "the claim **holds only in part** on this dataset (see each model's verdict)."
+    return "\n".join([*lines, "", f"So {verdict}"])
+
+
+EVIDENCE_NOTE = ("A spread counts as changed when std and IQR both move by 10 % or more. Compare the accuracies too: "
+                 "a distilled-data model that is also much weaker than CE may have narrow scores for that reason as "
+                 "well, and a zoo this small cannot separate the two.")
+
+
+def _zoo_evidence(dataset: str, spec: str, device: str) -> None:
+    """Max-logit spread of the zoo's DM and MDT models against its CE model on the current split."""
+    entries = {e.recipe: e for e in zoo_entries(str(default_zoo_dir()))
+               if e.dataset == dataset and e.recipe in EVIDENCE_RECIPES}
+    if "ce" not in entries or len(entries) < 2:
+        st.caption(f"The zoo has no CE and distilled-data (DM / MDT) checkpoints for {dataset}, so the "
+                   "distilled-data claim cannot be checked here.")
+        return
+    chosen = [entries[r] for r in EVIDENCE_RECIPES if r in entries]
+    preds = {m.recipe: predictions(m, spec) for m in chosen}
+    keys = tuple((m.recipe, _key(m, spec, 0.0, device, preds[m.recipe])) for m in chosen)
+    dists = _summary(keys, "max_logit", int(DEFAULTS[f"{KEY}_bins"]), "scott", preds)
+    with st.container(border=True):
+        st.markdown(_evidence_markdown(dataset, spec, spread_changes(dists, "ce"), {m.recipe: m.title for m in chosen}))
+        st.caption(EVIDENCE_NOTE)
+
+
+def _table(dists: StatisticDistributions, info: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """The concentration rows as a frame: model, inputs, subset, n, mean, median, std, IQR (subset-major)."""
+    rows = concentration_rows(dists)
+    order = {s: i for i, s in enumerate(SUBSETS)}
+    names = list(dists.by_model)
+    rows.sort(key=lambda r: (order[str(r["subset"])], names.index(str(r["model"]))))
+    return pd.DataFrame([{"model": info[str(r["model"])][0], "inputs": info[str(r["model"])][1],
+                          "examples": r["subset"], "n": r["n"], "mean": r["mean"], "median": r["median"],
+                          "std": r["std"], "IQR": r["iqr"]} for r in rows])
+
+
+def body() -> None:
+    sel = selection()
+    if sel is None:
+        return
+    _restore_page_state()
+    models = _model_picker(sel.dataset, sel.models)
+    if not models:
+        st.warning("Select at least one model (in the sidebar, or in *Models on this page*).")
+        return
+    runnable = [m for m in models if getattr(m, "kind", "checkpoint") == "checkpoint"]
+    prm = _controls(bool(runnable))
+    spec, r, stat = sel.spec, float(prm["mask"]), str(prm["stat"])
+    labels = _labels(models)
+
+    preds: dict[str, Predictions] = {}
+    keys: list[tuple[str, str]] = []
+    info: dict[str, tuple[str, str]] = {}   # display name -> (model, inputs)
+    overlays: dict[str, str] = {}           # masked display name -> its base's display name
+    for m in models:
+        name = labels[m.name]
+        try:
+            p = predictions(m, spec)
+            preds[name] = p
+            keys.append((name, _key(m, spec, 0.0, sel.device, p)))
+            info[name] = (name, "clean")
+        except Exception as e:  # one broken model must not hide the others
+            st.error(f"{name}: {type(e).__name__}: {e}")
+    if r > 0:
+        for m in runnable:
+            name = labels[m.name]
+            if name not in preds:
+                continue
+            masked = _masked_label(name, r)
+            p = predictions(m, spec, mask_ratio=r)
+            preds[masked] = p
+            keys.append((masked, _key(m, spec, r, sel.device, p)))
+            info[masked] = (name, f"{r:.0%} masked")
+            overlays[masked] = name
+        bundles = [labels[m.name] for m in models if m not in runnable]
+        if bundles:
+            st.info(f"No masked overlay for {', '.join(bundles)}: masking re-runs the model on altered inputs, and "
+                    "an uploaded predictions bundle holds only its outputs.")
+    if not preds:
+        return
+
+    dists = _summary(tuple(keys), stat, int(prm["bins"]), str(prm["bw"]), preds)
+    subset = str(prm["subset"])
+    title = f"{dists.label} — {SUBSET_NAMES[subset].lower()} examples of {sel.dataset} · {spec_label(spec)}"
+    st.plotly_chart(distribution_figure(dists, subset=subset, style=str(prm["style"]), overlays=overlays,
+                                        title=title, legend="below"), width="stretch", key=f"{KEY}_chart")
+    st.caption("Each colour is one model; the narrower and taller its curve, the more concentrated the statistic. "
+               + ("Dashed, same colour: the same model on inputs with each element zeroed with probability "
+                  f"r = {r:g}. " if overlays else "Move the mask ratio above 0 to add masked-input overlays. ")
+               + "Each curve's area is 1, so a subset with few examples (e.g. the wrong ones of an accurate model) "
+                 "is drawn as tall as a large one; the legend gives each curve's n.")
+
+    left, right = st.columns([1.5, 1])
+    with left:
+        st.plotly_chart(spread_figure(dists, subset=subset, overlays=overlays,
+                                      title=f"Spread of the {dists.label} — {SUBSET_NAMES[subset].lower()} examples"),
+                        width="stretch", key=f"{KEY}_spread")
+    with right:
+        if sel.dataset in DATASET_NAMES:
+            _zoo_evidence(sel.dataset, spec, sel.device)
+
+    st.subheader(f"Concentration of the {dists.label}")
+    table = _table(dists, info)
+    st.dataframe(table, hide_index=True, width="stretch", height=36 + 35 * len(table),
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("mean", "median", "std", "IQR")})
+    st.caption("Per model, for all examples and for each model's own correct and wrong ones; masked rows are the "
+               "same model on masked inputs. std: standard deviation (ddof 0). IQR: 75th minus 25th percentile "
+               "(linear interpolation). Both small = concentrated.")
+
+
+guarded(body)
+_save_page_state()
