@@ -16,15 +16,15 @@ HERE = Path(__file__).parent
 
 # (file, title, icon) in navigation order; a page whose file is absent is skipped.
 PAGES = [
-    ("pages/overview.py", "Overview", "🏠"),
-    ("pages/reliability.py", "Reliability", "📈"),
-    ("pages/recalibration.py", "Re-calibration", "🌡️"),
-    ("pages/logits.py", "Logits", "📊"),
-    ("pages/features.py", "Features", "🧭"),
-    ("pages/soft_labels.py", "Soft labels", "🔀"),
+    ("pages/overview.py", "Overview", ":material/home:"),
+    ("pages/reliability.py", "Reliability", ":material/show_chart:"),
+    ("pages/recalibration.py", "Re-calibration", ":material/thermostat:"),
+    ("pages/logits.py", "Logits", ":material/bar_chart:"),
+    ("pages/features.py", "Features", ":material/scatter_plot:"),
+    ("pages/soft_labels.py", "Soft labels", ":material/shuffle:"),
 ]
 
-st.set_page_config(page_title="calibviz", page_icon="📐", layout="wide")
+st.set_page_config(page_title="calibviz", page_icon=":material/straighten:", layout="wide")
 nav = st.navigation([st.Page(f, title=t, icon=i, default=(f == PAGES[0][0]))
                      for f, t, i in PAGES if (HERE / f).is_file()])
 st.sidebar.title("calibviz")
