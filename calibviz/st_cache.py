@@ -192,9 +192,21 @@ def explain(text: str) -> None:
     st.info(text, icon=":material/school:")
 
 
+def _leave_legacy_multipage_mode() -> None:
+    """Streamlit treats a pages/ folder beside app.py as a legacy multipage app until app.py's st.navigation has
+    run once in the server process, so a fresh server's first request for a page URL (a bookmark) would run the bare
+    page file without the app around it. Switch to st.navigation's mode and rerun through app.py instead."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def selection() -> Selection | None:
     """Draw the shared sidebar and return its selection. Every page calls this first; the widgets keep their
     values across pages because their keys are the same and their state is re-asserted here."""
+    _leave_legacy_multipage_mode()
     for k in [k for k in st.session_state if k == "dataset" or k.startswith(("models_", "spec_"))]:
         st.session_state[k] = st.session_state[k]
     return sidebar()

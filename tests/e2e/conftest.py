@@ -3,6 +3,7 @@ system's headless Chromium. Skipped, with the reason, when Chromium or Playwrigh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -30,9 +31,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `streamlit run app.py` on 127.0.0.1 and wait for its health endpoint."""
+def require_browser() -> None:
+    """Skip, saying why, when Chromium or Playwright is missing."""
     if not Path(CHROMIUM).exists():
         pytest.skip("browser tests need Chromium: `apt-get update && apt-get install -y chromium` "
                     "(.ci/run does this); it is not installed here")
@@ -40,9 +40,14 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("browser tests need the playwright Python package (requirements-dev.txt)")
+
+
+@contextlib.contextmanager
+def streamlit_server(workdir: Path) -> Iterator[str]:
+    """A fresh `streamlit run app.py` on 127.0.0.1 and a free port; yields its URL once /_stcore/health answers."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "CALIBVIZ_CACHE": str(tmp_path_factory.mktemp("e2e-cache"))}
+    log = workdir / "server.log"
+    env = {**os.environ, "CALIBVIZ_CACHE": str(workdir / "cache")}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
@@ -68,6 +73,14 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One dashboard server for the whole browser test session."""
+    require_browser()
+    with streamlit_server(tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
