@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibviz.data import SPLITS, DataSpec, load_dataset
+from calibviz.data import DATA_VERSION, SPLITS, DataSpec, load_dataset
 from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
 from calibviz.predictions import Predictions
 
@@ -97,7 +97,7 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
     spec = DataSpec.parse(data_spec)
     digest = file_digest(checkpoint)
     key = hashlib.sha256(
-        f"{digest}|{spec}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
+        f"{digest}|{spec}|d{DATA_VERSION}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
     cached = cache_dir() / f"{key[:32]}.safetensors"
     if use_cache and cached.is_file():
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,10 @@ CORRUPTIONS = ("noise", "blur", "shift")
 SEVERITIES = (1, 2, 3, 4, 5)
 DATASET_NAMES = ("digits", "mnist1d")
 SPLIT_SEED = 20240611
+# Part of every prediction-cache key: bump when the data a spec denotes changes. (2: mnist1d generation is
+# serialised; concurrent first loads used to interleave draws from numpy's global RNG and give other data.)
+DATA_VERSION = 2
+_RAW_LOCK = threading.Lock()
 
 # Sizes of the fixed splits (train, val, test).
 _SPLIT_SIZES = {"digits": (1000, 297, 500), "mnist1d": (10000, 5000, 10000)}
@@ -92,9 +97,15 @@ def list_specs(name: str) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=4)
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
-    """The whole dataset before splitting: inputs, labels, class names, input kind."""
+    """The whole dataset before splitting: inputs, labels, class names, input kind. Serialised: mnist1d's
+    generator reseeds and draws from numpy's global RNG, so two threads generating at once corrupt each other."""
+    with _RAW_LOCK:
+        return _raw_once(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _raw_once(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     if name == "digits":
         from sklearn.datasets import load_digits
 

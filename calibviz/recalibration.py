@@ -7,6 +7,7 @@ temperature on a grid, for the teaching view of temperature scaling.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,22 @@ from calibviz.calibrators import (
     CALIBRATORS,
     Calibrator,
     MaskedTemperatureScaling,
+    MTSPoint,
     make_calibrator,
     softmax_temperature,
     solve_temperature,
 )
-from calibviz.metrics import CONVENTION, ece, nll
+from calibviz.metrics import (
+    CONVENTION,
+    Binning,
+    ReliabilityBins,
+    accuracy,
+    brier,
+    ece,
+    nll,
+    reliability_bins,
+    top_label,
+)
 from calibviz.predictions import Predictions
 
 OVERFIT_MIN_GAP = 0.02
@@ -132,7 +144,7 @@ def fit_and_report(fit: Predictions, eval: Predictions, method: str, n_bins: int
         "method": cal.key,
         "method_label": cal.label,
         "n_bins": int(n_bins),
-        "convention": f"top-label, {CONVENTION}",
+        "convention": CONVENTION,
         "fit": _describe(fit),
         "eval": _describe(eval),
         "parameters": parameters,
@@ -199,3 +211,188 @@ def temperature_curve(logits: np.ndarray, labels: np.ndarray, temperatures: np.n
                             optimal_nll=nll(p_opt, labels), optimal_ece=ece(p_opt, labels, n_bins),
                             n_bins=n_bins)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces for the Re-calibration page: the manual-temperature view, parameters in words, and
+# what the MTS curve says
+
+
+MANUAL_T_MIN = 0.1
+MANUAL_T_MAX = 10.0
+
+
+def manual_temperature_grid(per_decade: int = 50, t_min: float = MANUAL_T_MIN,
+                            t_max: float = MANUAL_T_MAX) -> tuple[float, ...]:
+    """Log-spaced temperatures for a slider: `per_decade` steps per factor of 10, T = 1 exactly on
+    the grid, each value rounded to 4 significant digits (so the slider can show it as is)."""
+    lo, hi = math.log10(t_min), math.log10(t_max)
+    ks = range(math.ceil(lo * per_decade - 1e-9), math.floor(hi * per_decade + 1e-9) + 1)
+    return tuple(float(f"{10 ** (k / per_decade):.4g}") for k in ks)
+
+
+def nearest_temperature(grid: tuple[float, ...] | list[float], temperature: float) -> float:
+    """The grid value nearest `temperature` on a log scale."""
+    g = np.asarray(grid, dtype=np.float64)
+    return float(g[np.argmin(np.abs(np.log(g) - math.log(temperature)))])
+
+
+@dataclass(frozen=True)
+class AtTemperature:
+    """Metrics and the top-label reliability bins of softmax(z / T) on one split."""
+
+    temperature: float
+    nll: float
+    ece: float
+    accuracy: float
+    brier: float
+    bins: ReliabilityBins
+
+
+def at_temperature(logits: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int = 15
+                   ) -> AtTemperature:
+    """NLL, ECE (top-label, equal-width bins closed on the right), accuracy, Brier and the
+    reliability bins of softmax(logits / T): what the manual temperature slider shows."""
+    p = softmax_temperature(logits, temperature)
+    return AtTemperature(temperature=float(temperature), nll=nll(p, labels), ece=ece(p, labels, n_bins),
+                         accuracy=accuracy(p, labels), brier=brier(p, labels),
+                         bins=top_label_bins(p, labels, n_bins))
+
+
+def top_label_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> ReliabilityBins:
+    """Top-label reliability bins (equal-width, closed on the right) of probabilities."""
+    conf, correct = top_label(probs, labels)
+    return reliability_bins(conf, correct, Binning(int(n_bins)))
+
+
+_PARAM_WORDS = (
+    ("temperature", "T = {:.4g}"),
+    ("mask_ratio", "mask r = {:.2g}"),
+    ("weight_ts", "w(TS) = {:.3f}"),
+    ("weight_uncalibrated", "w(uncal.) = {:.3f}"),
+    ("weight_uniform", "w(uniform) = {:.3f}"),
+    ("n_parameters", "{:d} parameters"),
+    ("diagonal_min", "diagonal {:.3g}"),
+    ("diagonal_max", "to {:.3g}"),
+    ("offdiagonal_norm", "‖off-diagonal‖ = {:.3g}"),
+    ("bias_norm", "‖b‖ = {:.3g}"),
+    ("reg_lambda", "λ = {:g}"),
+    ("reg_mu", "μ = {:g}"),
+    ("n_bins", "{:d} bins"),
+    ("empty_bins", "{:d} empty class-bins"),
+    ("n_thresholds", "{:d} breakpoints"),
+)
+
+
+def parameter_summary(params: dict[str, Any]) -> str:
+    """A calibrator's fitted parameters (`fitted_parameters()`) as one short line of text."""
+    parts = []
+    for key, fmt in _PARAM_WORDS:
+        v = params.get(key)
+        if v is None:
+            continue
+        parts.append(fmt.format(int(v) if "{:d}" in fmt else float(v)))
+    if params.get("at_limit"):
+        parts.append(f"capped at {params['at_limit']}")
+    text = ", ".join(parts).replace(", to ", " to ")
+    return text or "—"
+
+
+MTS_HELP_ABS = 0.005
+"""ECE points: MTS counts as helping (or hurting) when its best (worst) ratio beats (loses to)
+plain TS by more than this ..."""
+MTS_HELP_REL = 0.10
+"""... and by more than this share of plain TS's ECE."""
+
+
+@dataclass(frozen=True)
+class MTSSummary:
+    """What one model's MTS curve says: uncalibrated, plain-TS (r = 0) and best-ratio ECE."""
+
+    name: str
+    uncalibrated_ece: float
+    ts_ece: float
+    ts_temperature: float
+    best_ratio: float
+    best_ece: float
+    best_temperature: float
+    worst_ece: float
+    verdict: str  # "helps", "no real difference", "hurts"
+
+    @property
+    def sentence(self) -> str:
+        """The summary in one plain sentence."""
+        ts = (f"**{self.name}**: plain TS takes ECE from {self.uncalibrated_ece:.4f} to {self.ts_ece:.4f} "
+              f"(T = {self.ts_temperature:.3g}")
+        if 0 < self.ts_ece <= self.uncalibrated_ece:
+            ts += f", {1.0 - self.ts_ece / self.uncalibrated_ece:.0%} of the error removed)"
+        else:
+            ts += ")"
+        best = (f"the best mask ratio, r = {self.best_ratio:g}, gives {self.best_ece:.4f} "
+                f"(T = {self.best_temperature:.3g})")
+        if self.verdict == "helps":
+            return f"{ts}; {best}: MTS helps."
+        if self.verdict == "hurts":
+            return (f"{ts}; every mask ratio r > 0 does worse (best {self.best_ece:.4f} at r = {self.best_ratio:g}): "
+                    "MTS hurts here.")
+        return f"{ts}; {best}: no real difference from plain TS."
+
+
+def mts_summary(name: str, points: list[MTSPoint] | tuple[MTSPoint, ...], uncalibrated_ece: float) -> MTSSummary:
+    """Summarise an MTS curve that includes r = 0 (plain TS). The best ratio is picked on the
+    evaluation split itself, which flatters MTS; "helps" needs a gain over TS larger than both
+    MTS_HELP_ABS and MTS_HELP_REL x TS's ECE, "hurts" a loss that large at every r > 0."""
+    pts = sorted(points, key=lambda p: p.ratio)
+    base = [p for p in pts if p.ratio == 0]
+    masked = [p for p in pts if p.ratio > 0]
+    if not base or not masked:
+        raise ValueError("an MTS summary needs the r = 0 point (plain TS) and at least one r > 0")
+    ts = base[0]
+    best = min(masked, key=lambda p: p.ece)
+    margin = max(MTS_HELP_ABS, MTS_HELP_REL * ts.ece)
+    if best.ece < ts.ece - margin:
+        verdict = "helps"
+    elif best.ece > ts.ece + margin:
+        verdict = "hurts"
+    else:
+        verdict = "no real difference"
+    return MTSSummary(name=name, uncalibrated_ece=float(uncalibrated_ece), ts_ece=ts.ece,
+                      ts_temperature=ts.temperature, best_ratio=best.ratio, best_ece=best.ece,
+                      best_temperature=best.temperature, worst_ece=max(p.ece for p in masked), verdict=verdict)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One fitted method, ready to show: the report, the calibrator's JSON (`to_json()`) and the
+    top-label reliability bins of its probabilities on the evaluation split."""
+
+    report: dict[str, Any]
+    calibrator: dict[str, Any]
+    bins: ReliabilityBins
+
+
+def fit_method(fit: Predictions, eval: Predictions, method: str, n_bins: int = 15, *,
+               params: dict[str, Any] | None = None, n_boot: int = 200, seed: int = 0) -> MethodResult:
+    """`fit_and_report`, plus the calibrator as JSON and the reliability bins after calibration."""
+    report, cal = fit_and_report(fit, eval, method, n_bins, params=params, n_boot=n_boot, seed=seed)
+    bins = top_label_bins(cal.transform(eval.scores()), eval.labels, n_bins)
+    return MethodResult(report=report, calibrator=cal.to_json(), bins=bins)
+
+
+def distilled_vs_full(full: MTSSummary, distilled: list[MTSSummary]) -> str:
+    """One plain sentence comparing plain TS (and MTS) on models trained on distilled data with a
+    model trained on the full data, from their MTS summaries."""
+    if not distilled:
+        return ""
+    ratios = ", ".join(f"{d.name} {d.ts_ece:.4f}" for d in distilled)
+    worst = max(d.ts_ece for d in distilled)
+    if full.ts_ece > 0 and worst > 2 * full.ts_ece and worst - full.ts_ece > 0.02:
+        ts = (f"After plain TS the distilled-data models remain worse calibrated ({ratios}) than "
+              f"{full.name} ({full.ts_ece:.4f}): TS leaves more of their error in place.")
+    else:
+        ts = (f"After plain TS the distilled-data models ({ratios}) are calibrated about as well as "
+              f"{full.name} ({full.ts_ece:.4f}): at this scale TS is not defeated by distilled data.")
+    helped = [d.name for d in distilled if d.verdict == "helps"]
+    mts = (f"MTS helps on {', '.join(helped)}." if helped
+           else "MTS does not beat plain TS by a clear margin on any of them.")
+    return f"{ts} {mts}"

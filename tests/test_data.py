@@ -62,3 +62,27 @@ def test_corrupted_images_stay_in_range_and_signals_keep_shape() -> None:
     s = load_dataset("mnist1d-shift-3:test")
     assert s.x.shape == load_dataset("mnist1d:test").x.shape
     assert len(list_specs("digits")) == 3 + 3 * 5
+
+
+def test_concurrent_first_loads_give_the_same_data() -> None:
+    """mnist1d's generator uses numpy's global RNG; two threads generating at once must not corrupt each other."""
+    import threading
+
+    from calibviz import data
+
+    data._raw_once.cache_clear()
+    reference = data._raw("mnist1d")[0].copy()
+    data._raw_once.cache_clear()
+    results: list[np.ndarray] = []
+
+    def load() -> None:
+        results.append(data._raw("mnist1d")[0])
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    for r in results:
+        np.testing.assert_array_equal(r, reference)

@@ -1,17 +1,22 @@
 """Figures of re-calibration: NLL (and ECE) against temperature with the optimum marked, the MTS
-mask-ratio curve for several models, and a before/after bar chart per method. Pure functions:
-plain data in, plotly figure out."""
+mask-ratio curve for several models, a before/after bar chart per method, the manual-temperature
+teaching view and side-by-side reliability diagrams in one figure. Pure functions: plain data in,
+plotly figure out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from calibviz.calibrators import MTSPoint
+from calibviz.metrics import ReliabilityBins
+from calibviz.plots.reliability import reliability_figure
 from calibviz.recalibration import TemperatureCurve
 
 PALETTE = qualitative.Plotly
@@ -105,4 +110,97 @@ def method_comparison_figure(reports: Mapping[str, Mapping[str, Any]],
                       row=1, col=j)
     fig.update_layout(title=title or "Evaluation split: uncalibrated and each method", bargap=0.25,
                       margin={"t": 60, "b": 10})
+    return fig
+
+
+def temperature_teaching_figure(fit_curve: TemperatureCurve, eval_curve: TemperatureCurve, current: float,
+                                title: str | None = None) -> go.Figure:
+    """The manual-temperature view: NLL against T on the fit split (its minimum, marked with a star,
+    is the fitted temperature T*) and on the evaluation split, evaluation ECE on a second axis, and
+    the chosen T as a vertical line with its evaluation NLL and ECE marked."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=fit_curve.temperatures, y=fit_curve.nll, mode="lines", name="NLL, fit split",
+                             line={"color": PALETTE[0], "width": 2},
+                             hovertemplate="NLL (fit) %{y:.4f}<extra></extra>"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=eval_curve.temperatures, y=eval_curve.nll, mode="lines",
+                             name="NLL, evaluation split", line={"color": PALETTE[2], "width": 2, "dash": "dash"},
+                             hovertemplate="NLL (eval) %{y:.4f}<extra></extra>"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=eval_curve.temperatures, y=eval_curve.ece, mode="lines",
+                             name=f"ECE, evaluation split ({eval_curve.n_bins} bins)",
+                             line={"color": PALETTE[1], "width": 2, "dash": "dot"},
+                             hovertemplate="ECE (eval) %{y:.4f}<extra></extra>"), secondary_y=True)
+    t_star = fit_curve.optimal_temperature
+    fig.add_trace(go.Scatter(x=[t_star], y=[fit_curve.optimal_nll], mode="markers", name=f"fitted T* = {t_star:.4g}",
+                             marker={"color": PALETTE[0], "size": 14, "symbol": "star",
+                                     "line": {"color": "white", "width": 1}},
+                             hovertemplate="fitted T* = %{x:.5g}<br>NLL (fit) %{y:.5f}<extra></extra>"),
+                  secondary_y=False)
+    cur_nll = float(np.interp(math.log(current), np.log(eval_curve.temperatures), eval_curve.nll))
+    cur_ece = float(np.interp(math.log(current), np.log(eval_curve.temperatures), eval_curve.ece))
+    fig.add_trace(go.Scatter(x=[current], y=[cur_nll], mode="markers", name="chosen T: NLL (eval)",
+                             marker={"color": PALETTE[2], "size": 10, "line": {"color": "black", "width": 1}},
+                             showlegend=False, hovertemplate="chosen T<br>NLL (eval) %{y:.4f}<extra></extra>"),
+                  secondary_y=False)
+    fig.add_trace(go.Scatter(x=[current], y=[cur_ece], mode="markers", name="chosen T: ECE (eval)",
+                             marker={"color": PALETTE[1], "size": 10, "line": {"color": "black", "width": 1}},
+                             showlegend=False, hovertemplate="chosen T<br>ECE (eval) %{y:.4f}<extra></extra>"),
+                  secondary_y=True)
+    fig.add_vline(x=1.0, line={"color": "lightgray", "width": 1})
+    fig.add_vline(x=float(current), line={"color": "black", "dash": "dash", "width": 1.5})
+    fig.add_annotation(x=math.log10(current), y=1.0, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                       text=f"chosen T = {current:.4g}", font={"size": 11})
+    ts = [float(fit_curve.temperatures[0]), float(fit_curve.temperatures[-1]), t_star, float(current)]
+    fig.update_xaxes(type="log", range=[math.log10(min(ts)) - 0.03, math.log10(max(ts)) + 0.03],
+                     title_text="temperature T (log scale; T > 1 softens, T < 1 sharpens)")
+    fig.update_yaxes(title_text="NLL (lower is better)", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="ECE", secondary_y=True, rangemode="tozero", showgrid=False, tickmode="auto",
+                     nticks=6, tickformat=".2f")
+    fig.update_layout(title=title or "Log-loss and ECE against temperature", hovermode="x unified",
+                      template="plotly_white", legend={"orientation": "h", "y": -0.22, "x": 0},
+                      margin={"l": 60, "r": 60, "t": 60, "b": 10}, height=460)
+    return fig
+
+
+def reliability_grid_figure(panels: Mapping[str, ReliabilityBins], notes: Mapping[str, str] | None = None,
+                            cols: int = 3, title: str | None = None, panel_height: int = 330) -> go.Figure:
+    """Several top-label reliability diagrams in one figure, `cols` per row, each with its count
+    histogram beneath (the traces of `reliability_figure`, one legend for all). `notes` puts a line
+    of metrics in each panel's corner."""
+    if not panels:
+        raise ValueError("no reliability diagrams to draw")
+    names = list(panels)
+    cols = max(1, min(cols, len(names)))
+    rows = math.ceil(len(names) / cols)
+    titles = []
+    specs: list[list[dict | None]] = []
+    for r in range(rows):
+        titles += [names[r * cols + c] if r * cols + c < len(names) else "" for c in range(cols)]
+        titles += [""] * cols
+        specs += [[{}] * cols, [{}] * cols]
+        if r < rows - 1:  # an empty spacer row between rows of panels, for the titles and the axis labels
+            specs.append([None] * cols)
+    heights = ([0.62, 0.22, 0.16] * rows)[:3 * rows - 1]
+    fig = make_subplots(rows=len(specs), cols=cols, specs=specs, row_heights=heights, subplot_titles=titles,
+                        horizontal_spacing=0.06, vertical_spacing=0.025 / rows)
+    for i, name in enumerate(names):
+        r, c = 3 * (i // cols) + 1, i % cols + 1
+        single = reliability_figure(panels[name])
+        for tr in single.data:
+            below = tr.yaxis == "y2"
+            tr.update(legendgroup=tr.name, showlegend=i == 0)
+            fig.add_trace(tr, row=r + 1 if below else r, col=c)
+        fig.update_xaxes(range=[0, 1], showticklabels=False, row=r, col=c)
+        fig.update_xaxes(range=[0, 1], title_text="confidence", title_standoff=4, row=r + 1, col=c)
+        fig.update_yaxes(range=[0, 1.02], title_text="accuracy" if c == 1 else None, row=r, col=c)
+        fig.update_yaxes(rangemode="tozero", title_text="count" if c == 1 else None, row=r + 1, col=c)
+        note = (notes or {}).get(name)
+        if note:
+            fig.add_annotation(text=note, xref="x domain", yref="y domain", x=0.02, y=0.98, showarrow=False,
+                               align="left", xanchor="left", yanchor="top", font={"size": 10},
+                               bgcolor="rgba(255,255,255,0.85)", row=r, col=c)
+    fig.update_layout(title=title, barmode="overlay", bargap=0, template="plotly_white",
+                      height=int(panel_height * rows * (1 + 0.16 * (rows - 1) / rows)) + 90, font={"size": 11},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0 + 40 / (panel_height * rows),
+                              "x": 0, "font": {"size": 11}},
+                      margin={"l": 55, "r": 15, "t": 80, "b": 40})
     return fig
