@@ -193,6 +193,22 @@ def umap_cache_key(source_digest: str, data_spec: str, indices: np.ndarray, para
     return h.hexdigest()
 
 
+def _umap_cache_path(source_digest: str, data_spec: str, indices: np.ndarray, params: UmapParams) -> Path:
+    return umap_cache_dir() / f"{umap_cache_key(source_digest, data_spec, indices, params)[:40]}.npz"
+
+
+def _read_cached_umap(path: Path, indices: np.ndarray) -> np.ndarray | None:
+    """Coordinates stored at `path` for exactly these row indices, or None (absent, damaged or stale)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            cached_idx, coords = z["indices"], z["coords"]
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged entry is recomputed and overwritten
+    return coords.astype(np.float32) if np.array_equal(cached_idx, indices) else None
+
+
 def umap_embedding(features: ArrayLike, labels: np.ndarray, *, source_digest: str, data_spec: str = "",
                    params: UmapParams | None = None, progress: Progress | None = None,
                    use_cache: bool = True) -> UmapEmbedding:
@@ -201,18 +217,12 @@ def umap_embedding(features: ArrayLike, labels: np.ndarray, *, source_digest: st
     p = params or UmapParams()
     t0 = time.perf_counter()
     idx = stratified_sample(labels, p.sample_size, p.seed)
-    key = umap_cache_key(source_digest, data_spec, idx, p)
-    path = umap_cache_dir() / f"{key[:40]}.npz"
-    if use_cache and path.is_file():
-        try:
-            with np.load(path) as z:
-                cached_idx, coords = z["indices"], z["coords"]
-            if np.array_equal(cached_idx, idx):
-                if progress:
-                    progress(1.0, "UMAP loaded from cache")
-                return UmapEmbedding(idx, coords.astype(np.float32), True, time.perf_counter() - t0)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged entry is recomputed and overwritten
+    path = _umap_cache_path(source_digest, data_spec, idx, p)
+    coords = _read_cached_umap(path, idx) if use_cache else None
+    if coords is not None:
+        if progress:
+            progress(1.0, "UMAP loaded from cache")
+        return UmapEmbedding(idx, coords, True, time.perf_counter() - t0)
     x = _as_numpy(features)[idx]
     coords = fit_umap(x, p, progress)
     if use_cache:
@@ -243,6 +253,45 @@ def umap_for_predictions(preds: Predictions, params: UmapParams | None = None,
     return umap_embedding(preds.features, preds.labels, source_digest=predictions_source_digest(preds),
                           data_spec=str(preds.meta.get("data_spec", "")), params=params,
                           progress=progress, use_cache=use_cache)
+
+
+def cached_umap_for_predictions(preds: Predictions, params: UmapParams | None = None) -> UmapEmbedding | None:
+    """The embedding `umap_for_predictions(preds, params)` would return, when it is already in the disk
+    cache; None otherwise. Never fits, never waits for the UMAP lock (a page can show it at once)."""
+    if preds.features is None:
+        return None
+    p = params or UmapParams()
+    t0 = time.perf_counter()
+    idx = stratified_sample(preds.labels, p.sample_size, p.seed)
+    path = _umap_cache_path(predictions_source_digest(preds), str(preds.meta.get("data_spec", "")), idx, p)
+    coords = _read_cached_umap(path, idx)
+    return None if coords is None else UmapEmbedding(idx, coords, True, time.perf_counter() - t0)
+
+
+def rows_for_sample_ids(sample_ids: np.ndarray, wanted: ArrayLike) -> np.ndarray:
+    """Row positions in `sample_ids` of the `wanted` ids, in the order asked; ids not present are dropped
+    (e.g. the ids of points a user selected on a chart, looked up in a dataset split)."""
+    ids = np.asarray(sample_ids).astype(np.int64, copy=False)
+    want = np.asarray(wanted, dtype=np.float64).ravel()
+    want = want[np.isfinite(want)].astype(np.int64)
+    if ids.size == 0 or want.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    pos = np.searchsorted(ids[order], want).clip(max=ids.size - 1)
+    found = ids[order][pos] == want
+    return order[pos[found]]
+
+
+def gallery_rows(preds: Predictions, rows: ArrayLike, k: int = 24) -> np.ndarray:
+    """Up to k of the given rows of `preds` to show as pictures: misclassified ones first, then by
+    ascending confidence (where a model hesitates is the interesting part of a selection)."""
+    r = np.asarray(rows, dtype=np.int64).ravel()
+    if r.size == 0:
+        return r
+    probs = preds.probabilities()[r]
+    wrong = probs.argmax(axis=1) != preds.labels[r]
+    order = np.lexsort((probs.max(axis=1), ~wrong))
+    return r[order[:k]]
 
 
 # ------------------------------------------------------------------------ Müller template projection
@@ -315,6 +364,24 @@ def template_projection_for(preds: Predictions, classes: tuple[int, int, int]) -
         raise ValueError(f"{preds.name}: the template projection needs 'features' and 'head_weight'")
     return template_projection(preds.features, preds.labels, preds.head_weight, preds.head_bias, classes,
                                sample_id=preds.sample_id)
+
+
+def projection_spread(proj: TemplateProjection) -> float:
+    """How tight the three clusters of a template projection are, scale-free: the mean over the classes of
+    the RMS distance of a class's points to their centroid, over the mean distance between the three
+    centroids. Smaller means tighter, better separated clusters; nan when a class has no points."""
+    centroids, radii = [], []
+    for c in proj.classes:
+        pts = np.asarray(proj.coords, dtype=np.float64)[proj.labels == c]
+        if pts.shape[0] == 0:
+            return float("nan")
+        mu = pts.mean(axis=0)
+        centroids.append(mu)
+        radii.append(float(np.sqrt(((pts - mu) ** 2).sum(axis=1).mean())))
+    m = np.stack(centroids)
+    gaps = [np.linalg.norm(m[i] - m[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    mean_gap = float(np.mean(gaps))
+    return float(np.mean(radii)) / mean_gap if mean_gap > 0 else float("nan")
 
 
 # ------------------------------------------------------------------------------ class separation R²

@@ -67,9 +67,11 @@ def embedding_figure(coords: np.ndarray, preds: Predictions, color_by: str = "cl
 
 def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProjection]],
                                class_names: Sequence[str] | None = None, marker_size: int = 4,
-                               title: str = "") -> go.Figure:
+                               title: str = "", class_colored_templates: bool = False) -> go.Figure:
     """Müller template projections, one column per model and one row per split (e.g. train and
-    held-out): the examples of the three classes, and the triangle of their templates."""
+    held-out): the examples of the three classes, and the triangle of their templates. With
+    `class_colored_templates` each template's marker takes its class's colour instead of a text label
+    (labels pile up where the triangle is small beside the clouds)."""
     models = list(panels)
     if not models:
         raise ValueError("template_projection_figure needs at least one model")
@@ -98,12 +100,20 @@ def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProject
                 shown.add(cls)
             v = np.asarray(proj.vertices, dtype=np.float32)
             tri = np.concatenate([v, v[:1]])
+            if class_colored_templates:
+                marker = {"symbol": "x", "size": 11, "line": {"width": 1, "color": "black"},
+                          "color": [PALETTE[k % len(PALETTE)] for k in (*proj.classes, proj.classes[0])]}
+                text_kw: dict = {"mode": "lines+markers", "hovertext": [
+                    f"template of {_class_name(names, k)}" for k in (*proj.classes, proj.classes[0])],
+                    "hoverinfo": "text"}
+            else:
+                marker = {"symbol": "x", "size": 9, "color": "black"}
+                text_kw = {"mode": "lines+markers+text", "textposition": "top center", "hoverinfo": "skip",
+                           "text": [f"w{_class_name(names, k)}" for k in proj.classes] + [""]}
             fig.add_trace(go.Scatter(
-                x=tri[:, 0], y=tri[:, 1], mode="lines+markers+text", name="templates",
-                legendgroup="templates", showlegend=(r, c) == (1, 1),
-                text=[f"w{_class_name(names, k)}" for k in proj.classes] + [""],
-                textposition="top center", line={"color": "black", "width": 1.5},
-                marker={"symbol": "x", "size": 9, "color": "black"}, hoverinfo="skip"), row=r, col=c)
+                x=tri[:, 0], y=tri[:, 1], name="templates", legendgroup="templates",
+                showlegend=(r, c) == (1, 1), line={"color": "black", "width": 1.5}, marker=marker, **text_kw),
+                row=r, col=c)
             axis = (r - 1) * len(models) + c
             fig.update_yaxes(scaleanchor=f"x{'' if axis == 1 else axis}", scaleratio=1, row=r, col=c)
     fig.update_layout(title=title, template="plotly_white", height=360 * len(splits) + 80,
