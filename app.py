@@ -28,5 +28,5 @@ st.set_page_config(page_title="calibviz", page_icon=":material/straighten:", lay
 nav = st.navigation([st.Page(f, title=t, icon=i, default=(f == PAGES[0][0]))
                      for f, t, i in PAGES if (HERE / f).is_file()])
 st.sidebar.title("calibviz")
-warm_umap_in_background()
 nav.run()
+warm_umap_in_background()  # after the first page has drawn, so the JIT compile does not delay it
