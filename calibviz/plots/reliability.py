@@ -181,3 +181,57 @@ def risk_coverage_figure(rc: RiskCoverage, title: str | None = None, max_points:
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """Plotly text with its ' · '-separated parts and long lines broken to at most about `width` characters."""
+    import textwrap
+
+    lines = [p for line in text.split("<br>") for p in line.split(" · ")]
+    return "<br>".join(w for line in lines for w in (textwrap.wrap(line, width) or [""]))
+
+
+def _lower_values(fig: go.Figure) -> np.ndarray:
+    """The finite values drawn in the lower panel (counts per bin, or the density of confidences)."""
+    parts = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.yaxis == "y2" and t.y is not None]
+    v = np.concatenate(parts) if parts else np.zeros(0)
+    return v[np.isfinite(v)]
+
+
+def side_by_side(figs: Sequence[go.Figure], log_counts: bool = False, height: int = 620) -> list[go.Figure]:
+    """Lay out reliability-type figures (one per model) for columns side by side, in place.
+
+    Every column gets the same height and margins, so the panels line up, and the count panels share one range,
+    so they compare at a glance (densities keep their own: one model's can be twenty times another's). The legend
+    sits at the top, the note (metrics, convention) just above the plot, where it hides no bar, wrapped to the
+    column width like the x title. From three columns on, type is smaller and only the first column keeps the
+    legend (the traces are the same in every column). With `log_counts` the count axes are logarithmic where the
+    counts span more than a factor of 20, so bins of a handful of predictions stay visible beside a bin of
+    thousands (equal-mass counts are all alike and stay linear).
+    """
+    n = len(figs)
+    narrow = n >= 3
+    size = 10 if narrow else 11
+    chars = 70 if n <= 2 else (34 if n == 3 else 28)
+    lower = [_lower_values(f) for f in figs]
+    top = max((float(v.max()) for v in lower if v.size), default=0.0)
+    positive = np.concatenate([v[v > 0] for v in lower] or [np.zeros(0)])
+    bars = all(any(t.type == "bar" and t.yaxis == "y2" for t in f.data) for f in figs)
+    log = log_counts and bars and positive.size > 0 and positive.max() > 20 * positive.min()
+    for i, fig in enumerate(figs):
+        fig.update_layout(height=height, font={"size": size}, showlegend=not narrow or i == 0,
+                          margin={"l": 55, "r": 15, "t": 185, "b": 70},
+                          legend={"font": {"size": size}, "orientation": "v", "yref": "container",
+                                  "y": 1 - 32 / height, "yanchor": "top", "x": 0})
+        for a in fig.layout.annotations:
+            a.update(text=_wrap(a.text, chars), font={"size": size}, y=1.02, yanchor="bottom",
+                     bgcolor="rgba(0,0,0,0)")
+        x_title = fig.layout.xaxis2.title.text
+        if x_title:
+            fig.update_xaxes(title_text=_wrap(x_title, chars), row=2, col=1)
+        if log:
+            fig.update_yaxes(type="log", title_text="Count (log)", dtick=1,
+                             range=[np.log10(0.7), np.log10(top * 1.6)], row=2, col=1)
+        elif bars and top > 0:
+            fig.update_yaxes(range=[0, top * 1.05], row=2, col=1)
+    return list(figs)
