@@ -176,6 +176,27 @@ def warm_umap_in_background() -> None:
     _WARMUP.start()
 
 
+def _saved_key(prefix: str) -> str:
+    return f"_{prefix}_saved"
+
+
+def restore_page_state(prefix: str, defaults: dict[str, object]) -> None:
+    """Bring back a page's widget values (keys starting with `prefix_`) from its last visit, then fill in the
+    defaults. Streamlit drops the state of widgets a run does not draw, so without this every visit to another page
+    would reset them; the copy lives in a plain session-state entry, which survives."""
+    for k, v in st.session_state.get(_saved_key(prefix), {}).items():
+        st.session_state.setdefault(k, v)
+    for k, v in defaults.items():
+        st.session_state.setdefault(k, v)
+
+
+def save_page_state(prefix: str, exclude: tuple[str, ...] = ("_btn_",)) -> None:
+    """Remember a page's widget values for its next visit (buttons, whose state cannot be set, are left out)."""
+    saved = st.session_state.setdefault(_saved_key(prefix), {})
+    saved.update({k: st.session_state[k] for k in st.session_state
+                  if isinstance(k, str) and k.startswith(f"{prefix}_") and not any(x in k for x in exclude)})
+
+
 def guarded(fn: Callable[[], T]) -> T | None:
     """Run a page body; show any exception as an error in the page instead of crashing the app."""
     try:

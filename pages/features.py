@@ -38,7 +38,17 @@ from calibviz.plots.features import (
     template_projection_figure,
 )
 from calibviz.predictions import Predictions
-from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label, zoo_entries
+from calibviz.st_cache import (
+    Model,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    spec_label,
+    zoo_entries,
+)
 from calibviz.zoo import default_zoo_dir
 
 KEY = "features"
@@ -53,7 +63,6 @@ PRESETS = {"ce_ls": ("ce", "ls"), "ls_students": ("ls", "kd_ls_t1", "kd_ls_t4"),
            "ce_students": ("ce", "kd_ce_t1", "kd_ce_t4")}
 DEFAULTS = {f"{KEY}_compare": "sidebar", f"{KEY}_method": "PCA", f"{KEY}_color": "class", f"{KEY}_n": 5000,
             f"{KEY}_neighbors": 15, f"{KEY}_min_dist": 0.1}
-SAVED = f"_{KEY}_saved"
 
 st.title("Penultimate features")
 explain(
@@ -200,19 +209,6 @@ def _progress(jobs: list[Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Widgets
-
-
-def _restore_page_state() -> None:
-    """Bring back this page's widget values from the last visit, then fill in the defaults."""
-    for k, v in st.session_state.get(SAVED, {}).items():
-        st.session_state.setdefault(k, v)
-    for k, v in DEFAULTS.items():
-        st.session_state.setdefault(k, v)
-
-
-def _save_page_state() -> None:
-    saved = st.session_state.setdefault(SAVED, {})
-    saved.update({k: st.session_state[k] for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_")})
 
 
 def _compared_models(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
@@ -545,7 +541,7 @@ def body() -> None:
     sel = selection()
     if sel is None:
         return
-    _restore_page_state()
+    restore_page_state(KEY, DEFAULTS)
     c1, c2, c3, c4, c5 = st.columns([2.2, 1.0, 1.9, 1.7, 1.3])
     with c1:
         models = _compared_models(sel.dataset, sel.models)
@@ -597,4 +593,4 @@ def body() -> None:
 
 
 guarded(body)
-_save_page_state()
+save_page_state(KEY)

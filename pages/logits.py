@@ -21,7 +21,17 @@ from calibviz.logit_stats import (
 )
 from calibviz.plots.logits import STYLES, distribution_figure, spread_figure
 from calibviz.predictions import Predictions
-from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label, zoo_entries
+from calibviz.st_cache import (
+    Model,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    spec_label,
+    zoo_entries,
+)
 from calibviz.zoo import default_zoo_dir
 
 KEY = "logits"
@@ -36,7 +46,6 @@ STAT_HELP = ("**max logit**: the winning class's raw score. **margin**: how far 
              "(0 = all on one class). **max probability**: the confidence the calibration pages bin.")
 DEFAULTS = {f"{KEY}_quick": "sidebar", f"{KEY}_stat": "max_logit", f"{KEY}_subset": "all", f"{KEY}_style": "kde",
             f"{KEY}_mask": 0.0, f"{KEY}_bins": 40, f"{KEY}_bw": "scott"}
-SAVED = f"_{KEY}_saved"  # plain session state (not a widget's), so the page's settings survive other pages
 
 st.title("Logits")
 explain(
@@ -76,20 +85,6 @@ def _key(entry: Model, spec: str, mask_ratio: float, device: str, p: Predictions
 
 # ---------------------------------------------------------------------------------------------
 # Widgets
-
-
-def _restore_page_state() -> None:
-    """Bring back this page's widget values from the last visit, then fill in the defaults."""
-    for k, v in st.session_state.get(SAVED, {}).items():
-        st.session_state.setdefault(k, v)
-    for k, v in DEFAULTS.items():
-        st.session_state.setdefault(k, v)
-
-
-def _save_page_state() -> None:
-    """Remember this page's widget values for the next visit."""
-    saved = st.session_state.setdefault(SAVED, {})
-    saved.update({k: st.session_state[k] for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_")})
 
 
 def _preset_names(preset: str, options: dict[str, Model]) -> list[str]:
@@ -245,7 +240,7 @@ def body() -> None:
     sel = selection()
     if sel is None:
         return
-    _restore_page_state()
+    restore_page_state(KEY, DEFAULTS)
     models = _model_picker(sel.dataset, sel.models)
     if not models:
         st.warning("Select at least one model (in the sidebar, or in *Models on this page*).")
@@ -317,4 +312,4 @@ def body() -> None:
 
 
 guarded(body)
-_save_page_state()
+save_page_state(KEY)

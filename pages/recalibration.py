@@ -36,7 +36,18 @@ from calibviz.recalibration import (
     temperature_curve,
     top_label_bins,
 )
-from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label, specs_for, zoo_entries
+from calibviz.st_cache import (
+    Model,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    spec_label,
+    specs_for,
+    zoo_entries,
+)
 from calibviz.zoo import default_zoo_dir
 
 KEY = "recalibration"
@@ -115,14 +126,6 @@ def _mts_point(digest: str, _path: str, fit_spec: str, eval_spec: str, ratio: fl
 
 # ---------------------------------------------------------------------------------------------
 # Widgets
-
-
-def _keep_page_state() -> None:
-    """Re-assert this page's widget values so that they survive a visit to another page."""
-    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_") and "_btn_" not in k]:
-        st.session_state[k] = st.session_state[k]
-    for k, v in DEFAULTS.items():
-        st.session_state.setdefault(k, v)
 
 
 def _is_checkpoint(m: Model) -> bool:
@@ -451,7 +454,7 @@ def body() -> None:
     if not sel.models:
         st.warning("Select at least one model in the sidebar.")
         return
-    _keep_page_state()
+    restore_page_state(KEY, DEFAULTS)
     prm = _controls(sel)
     m = prm["model"]
     fit, ev = predictions(m, prm["fit_spec"]), predictions(m, prm["eval_spec"])
@@ -510,3 +513,4 @@ def body() -> None:
 
 
 guarded(body)
+save_page_state(KEY)

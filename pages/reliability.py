@@ -29,7 +29,16 @@ from calibviz.plots.reliability import (
 )
 from calibviz.predictions import Predictions
 from calibviz.report import metrics_report
-from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label
+from calibviz.st_cache import (
+    Model,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    spec_label,
+)
 
 KEY = "reliability"
 MAX_MODELS = 4
@@ -110,14 +119,6 @@ def _smooth(key: str, _preds: Predictions, n_boot: int) -> SmoothCalibration:
 
 # ---------------------------------------------------------------------------------------------
 # Widgets
-
-
-def _keep_page_state() -> None:
-    """Re-assert this page's widget values so that they survive a visit to another page."""
-    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_")]:
-        st.session_state[k] = st.session_state[k]
-    for k, v in DEFAULTS.items():
-        st.session_state.setdefault(k, v)
 
 
 def _controls(class_names: list[str]) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def body() -> None:
     if not sel.models:
         st.warning("Select at least one model in the sidebar.")
         return
-    _keep_page_state()
+    restore_page_state(KEY, DEFAULTS)
     models = list(sel.models[:MAX_MODELS])
     if len(sel.models) > MAX_MODELS:
         st.info(f"{len(sel.models)} models are selected; the diagrams show the first {MAX_MODELS}: "
@@ -284,3 +285,4 @@ def body() -> None:
 
 
 guarded(body)
+save_page_state(KEY)

@@ -23,7 +23,17 @@ from calibviz.soft_labels import (
     order_violations,
     worst_violations,
 )
-from calibviz.st_cache import Model, explain, guarded, predictions, selection, spec_label, zoo_entries
+from calibviz.st_cache import (
+    Model,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    spec_label,
+    zoo_entries,
+)
 from calibviz.zoo import default_zoo_dir
 
 try:  # temperature scaling lives in the calibrators module; without it the page offers T = 1 and T = 4 only
@@ -104,22 +114,6 @@ def _fitted_temperature(digest: str, _entry: Model, val_spec: str) -> float:
 # Widgets
 
 
-SAVED = f"_{KEY}_saved"  # a plain session-state entry (not a widget's), so it survives visits to other pages
-
-
-def _restore_page_state() -> None:
-    """Bring back this page's widget values from the last visit (Streamlit drops the state of widgets a run
-    does not draw, so it is lost on every other page), then fill in the defaults."""
-    for k, v in st.session_state.get(SAVED, {}).items():
-        st.session_state.setdefault(k, v)
-    for k, v in DEFAULTS.items():
-        st.session_state.setdefault(k, v)
-
-
-def _save_page_state() -> None:
-    """Remember this page's widget values for the next visit."""
-    saved = st.session_state.setdefault(SAVED, {})
-    saved.update({k: st.session_state[k] for k in st.session_state if isinstance(k, str) and k.startswith(f"{KEY}_")})
 
 
 def _teacher_picker(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
@@ -217,7 +211,7 @@ def body() -> None:
         st.warning("Soft labels need a model calibviz can run on inputs it can mix: pick digits or mnist1d in the "
                    "sidebar (uploaded predictions bundles have no model to run).")
         return
-    _restore_page_state()
+    restore_page_state(KEY, DEFAULTS)
     teachers, prm = _controls(sel.dataset, sel.checkpoints)
     if not teachers:
         st.warning("Pick at least one teacher above.")
@@ -302,4 +296,4 @@ def body() -> None:
 
 
 guarded(body)
-_save_page_state()
+save_page_state(KEY)

@@ -59,3 +59,12 @@ def test_every_page_runs_without_exception(app: AppTest) -> None:
             app.switch_page(path).run()
             assert not app.exception, (path, app.exception)
             assert not app.error, (path, [e.value for e in app.error])
+
+
+def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
+    app.switch_page("pages/reliability.py").run()
+    app.slider(key="reliability_bins").set_value(30).run()
+    app.switch_page("pages/overview.py").run()
+    assert not app.exception
+    app.switch_page("pages/reliability.py").run()
+    assert app.slider(key="reliability_bins").value == 30
