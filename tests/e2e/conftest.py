@@ -152,3 +152,14 @@ def chart_data(page: object, index: int = 0) -> list[dict]:
     return page.evaluate(
         "(i) => { const c = document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')[i];"
         " return c ? JSON.parse(JSON.stringify(c.data)) : null; }", index)
+
+
+def full_shot(page: object, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
+    wait_idle(page)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, int(height))})
+    page.wait_for_timeout(1500)
+    shot(page, name)
+    page.set_viewport_size({"width": 1400, "height": 1000})

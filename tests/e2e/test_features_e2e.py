@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.conftest import chart_data, shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
 
 CHARTS = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
 
@@ -33,17 +33,6 @@ def _length(v: object) -> int:
     return len(v)
 
 
-def _full_shot(page: object, name: str) -> None:
-    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
-    wait_idle(page)
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
-    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, int(height))})
-    page.wait_for_timeout(1500)
-    shot(page, name)
-    page.set_viewport_size({"width": 1400, "height": 1000})
-
-
 def test_features_colouring_class_triple_and_selection(page: object, app_url: str) -> None:
     # open the root first, then follow the sidebar's navigation link: a fresh server asked straight for /features
     # can serve the bare pages/ file until app.py's st.navigation has run once
@@ -59,7 +48,7 @@ def test_features_colouring_class_triple_and_selection(page: object, app_url: st
     assert [t["name"] for t in by_class] == [str(k) for k in range(10)]
     assert all(t["type"] == "scattergl" for t in by_class)
     assert len({t["marker"]["color"] for t in by_class}) == 10
-    _full_shot(page, "features_digits")
+    full_shot(page, "features_digits")
 
     # colouring: class -> correct / wrong, on both scatters
     page.get_by_text("correct / wrong", exact=True).first.click()
@@ -98,7 +87,7 @@ def test_features_colouring_class_triple_and_selection(page: object, app_url: st
     wait_idle(page)
     gallery = chart_data(page, 2)  # the gallery sits right under the scatters
     assert gallery and all(t["type"] == "heatmap" for t in gallery) and 1 <= len(gallery) <= 24
-    _full_shot(page, "features_digits_selection")
+    full_shot(page, "features_digits_selection")
 
     # mnist1d: the same page on 1-D signals, 5,000-point scatters
     page.locator("[data-testid='stSidebar']").get_by_text("mnist1d", exact=True).first.click()
@@ -106,4 +95,4 @@ def test_features_colouring_class_triple_and_selection(page: object, app_url: st
     wait_for_charts(page, 5)
     wait_idle(page)
     assert sum(_length(t["x"]) for t in chart_data(page, 0)) == 5000
-    _full_shot(page, "features_mnist1d")
+    full_shot(page, "features_mnist1d")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from calibviz.recalibration import manual_temperature_grid
-from tests.e2e.conftest import chart_data, shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
 
 # charts, found by what they show: the manual-T diagram, the NLL/ECE-vs-T curve, the side-by-side diagrams
 PLOTS = "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')]"
@@ -60,17 +60,6 @@ def _metric(page: object, label: str) -> float:
     return float(re.sub(r"[^0-9.\-]", "", text))
 
 
-def _full_shot(page: object, name: str) -> None:
-    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
-    wait_idle(page)
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
-    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, int(height))})
-    page.wait_for_timeout(1500)
-    shot(page, name)
-    page.set_viewport_size({"width": 1400, "height": 1000})
-
-
 def test_temperature_slider_redraws_the_diagram_and_the_numbers(page: object, app_url: str) -> None:
     # open the app first, then follow the sidebar's navigation link: a fresh server asked straight for
     # /recalibration can serve the bare pages/ file until app.py's st.navigation has run once
@@ -96,7 +85,7 @@ def test_temperature_slider_redraws_the_diagram_and_the_numbers(page: object, ap
     bars_before = _manual_bars(page)
     nll_before, ece_before = _metric(page, "NLL (evaluation)"), _metric(page, "ECE (evaluation")
     assert _metric(page, "Temperature T") == 1.0
-    _full_shot(page, "recalibration_mnist1d_ce")
+    full_shot(page, "recalibration_mnist1d_ce")
 
     thumb = page.locator("[data-testid='stSlider']").filter(has_text="Temperature T").get_by_role("slider").first
     thumb.focus()
@@ -137,7 +126,7 @@ def test_temperature_slider_redraws_the_diagram_and_the_numbers(page: object, ap
     t_snap = _metric(page, "Temperature T")
     assert 3.5 < t_snap < 5.5, t_snap
     page.mouse.move(5, 5)  # no tooltip in the screenshot
-    _full_shot(page, "recalibration_mnist1d_ce_snapped")
+    full_shot(page, "recalibration_mnist1d_ce_snapped")
 
     with page.expect_download() as dl:
         page.get_by_role("button", name=re.compile("Download .* as JSON")).click()

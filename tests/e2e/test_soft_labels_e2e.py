@@ -3,7 +3,7 @@ to CutMix redraws the violation-rate-by-λ chart with new data."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import chart_data, shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
 
 LAMBDA_Y = ("JSON.stringify(Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
             "[0]?.data ?? []).map(t => t.y))")
@@ -23,17 +23,6 @@ def _lambda_chart(page: object) -> dict[str, list[float | None]]:
     return out
 
 
-def _full_shot(page: object, name: str) -> None:
-    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
-    wait_idle(page)
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")  # nothing faded out
-    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, int(height))})
-    page.wait_for_timeout(1500)
-    shot(page, name)
-    page.set_viewport_size({"width": 1400, "height": 1000})
-
-
 def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str) -> None:
     # open the app first: a fresh server asked straight for /soft_labels can serve the bare pages/ file
     # (Streamlit's older multipage mode) until app.py's st.navigation has run once
@@ -47,7 +36,7 @@ def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str)
     mixup = _lambda_chart(page)
     assert set(mixup) == {"CE teacher", "LS α=0.1"}, mixup.keys()  # the default teachers, one curve each
     assert all(0.0 <= y <= 1.0 for ys in mixup.values() for y in ys if y is not None)
-    _full_shot(page, "soft_labels_digits")
+    full_shot(page, "soft_labels_digits")
 
     page.evaluate(f"() => {{ window.__lambdaBefore = {LAMBDA_Y}; }}")
     page.get_by_text("CutMix", exact=True).first.click()
@@ -56,7 +45,7 @@ def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str)
     cutmix = _lambda_chart(page)
     assert set(cutmix) == set(mixup)
     assert cutmix != mixup
-    _full_shot(page, "soft_labels_digits_cutmix")
+    full_shot(page, "soft_labels_digits_cutmix")
 
     page.get_by_text("Mixup", exact=True).first.click()
     wait_for_charts(page, 3)
@@ -66,4 +55,4 @@ def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str)
     page.get_by_text("Worst violations").first.wait_for()
     wait_idle(page)
     assert set(_lambda_chart(page)) == {"CE teacher", "LS α=0.1"}
-    _full_shot(page, "soft_labels_mnist1d")
+    full_shot(page, "soft_labels_mnist1d")
