@@ -108,7 +108,15 @@ class Predictions:
         return self.subset(mask)
 
     def digest(self) -> str:
-        """sha256 of the arrays and metadata: a content key for caches."""
+        """sha256 of the arrays and metadata: a content key for caches. Computed once per object (the arrays of a
+        Predictions are never modified), so pages can key every cache on it at no cost per rerun."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = self._compute_digest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def _compute_digest(self) -> str:
         h = hashlib.sha256()
         for key in ("labels", "logits", "probs", "features", "head_weight", "head_bias", "split",
                     "sample_id"):

@@ -64,8 +64,10 @@ def _predictions(digest: str, _path: str, spec: str, mask_ratio: float, device: 
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _bundle(digest: str, _path: str) -> Predictions:
-    return load_bundle(_path)
+def _bundle(digest: str, _path: str, split: str) -> Predictions:
+    """An uploaded bundle's rows for a split, loaded once: the same object on every rerun, so its digest (and every
+    cache keyed on it) is computed once."""
+    return bundle_rows(load_bundle(_path), split)
 
 
 def predictions(entry: Model, spec: str, mask_ratio: float = 0.0) -> Predictions:
@@ -78,7 +80,7 @@ def predictions(entry: Model, spec: str, mask_ratio: float = 0.0) -> Predictions
         name_part, split = spec.split(":")
         if "-" in name_part:
             raise ValueError(f"{entry.title}: a predictions bundle has no shifted copies ({spec_label(spec)})")
-        return bundle_rows(_bundle(digest, str(entry.path)), split)
+        return _bundle(digest, str(entry.path), split)
     device = st.session_state.get("device") or str(pick_device())
     return _predictions(digest, str(entry.path), spec, float(mask_ratio), device)
 

@@ -5,7 +5,6 @@ linear CKA between the compared models."""
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,20 +80,6 @@ explain(
 
 # ---------------------------------------------------------------------------------------------
 # Cached computation, keyed on Predictions.digest() and small parameters
-
-
-@st.cache_resource(show_spinner=False)
-def _digest_memo() -> weakref.WeakKeyDictionary:
-    """Predictions object -> its content digest (hashing 10k x 512 features costs ~20 ms, once per object)."""
-    return weakref.WeakKeyDictionary()
-
-
-def _digest(p: Predictions) -> str:
-    memo = _digest_memo()
-    d = memo.get(p)
-    if d is None:
-        d = memo[p] = p.digest()
-    return d
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -331,7 +316,7 @@ def _embeddings(shown: list[Model], labels: dict[str, str], preds: dict[str, Pre
     for m in shown:
         p = preds[m.name]
         sample = None if size >= p.n else size
-        d = _digest(p)
+        d = p.digest()
         rows = _sample(d, p, sample)
         coords, ratio = _pca(d, p)
         item = {"label": labels[m.name], "preds": p, "rows": rows, "coords": coords[rows], "method": "PCA",
@@ -383,10 +368,10 @@ def _projection_section(shown: list[Model], labels: dict[str, str], train: dict[
     panels, spread_rows = {}, []
     for m in ok:
         pt, ph = train[m.name], held[m.name]
-        panels[labels[m.name]] = {"train": _projection(_digest(pt), pt, triple),
-                                  held_name: _projection(_digest(ph), ph, triple)}
-        spread_rows.append({"model": labels[m.name], "spread, train": _spread(_digest(pt), pt, triple),
-                            f"spread, {held_name}": _spread(_digest(ph), ph, triple)})
+        panels[labels[m.name]] = {"train": _projection(pt.digest(), pt, triple),
+                                  held_name: _projection(ph.digest(), ph, triple)}
+        spread_rows.append({"model": labels[m.name], "spread, train": _spread(pt.digest(), pt, triple),
+                            f"spread, {held_name}": _spread(ph.digest(), ph, triple)})
     fig = template_projection_figure(panels, names, class_colored_templates=True)
     fig.update_annotations(font_size=13)
     fig.update_layout(margin={"t": 30})
@@ -468,8 +453,8 @@ def _separation_section(ok: list[Model], labels: dict[str, str], train: dict[str
     r2: dict[str, tuple[float, float]] = {}
     for m in ok:
         pt, ph = train.get(m.name), held.get(m.name)
-        r_tr = _separation(_digest(pt), pt) if pt is not None and pt.features is not None else float("nan")
-        r_te = _separation(_digest(ph), ph) if ph is not None and ph.features is not None else float("nan")
+        r_tr = _separation(pt.digest(), pt) if pt is not None and pt.features is not None else float("nan")
+        r_te = _separation(ph.digest(), ph) if ph is not None and ph.features is not None else float("nan")
         r2[labels[m.name]] = (r_tr, r_te)
     df = pd.DataFrame([{"model": k, "R² train": v[0], f"R² {held_name}": v[1]} for k, v in r2.items()])
     left, right = st.columns([1, 1.3])
@@ -503,7 +488,7 @@ def _cka_section(ok: list[Model], labels: dict[str, str], preds: dict[str, Predi
                 "their sample ids on this split.")
         return
     names = [labels[m.name] for m in ok]
-    mat = _cka(tuple(_digest(p) for p in ps), [p.features for p in ps])
+    mat = _cka(tuple(p.digest() for p in ps), [p.features for p in ps])
     left, right = st.columns([1, 1.3])
     with left:
         fig = cka_heatmap_figure(mat, names, title="")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calibviz.backend import file_digest
 from calibviz.data import DATASET_NAMES
 from calibviz.logit_stats import (
     BANDWIDTH_RULES,
@@ -65,22 +64,12 @@ explain(
 # Cached computation
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def _content_digest(file_dig: str, spec: str, mask_ratio: float, device: str, _p: Predictions) -> str:
-    """Predictions.digest() of one model's predictions, hashed once per (file, spec, mask ratio, device)."""
-    return _p.digest()
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def _summary(keys: tuple[tuple[str, str], ...], statistic: str, bins: int, bandwidth: str,
              _preds: dict[str, Predictions]) -> StatisticDistributions:
     """Distributions of one statistic for the named predictions; keyed on (name, content digest) pairs."""
     stats = {name: logit_stats(_preds[name]) for name, _digest in keys}
     return summarize_statistic(stats, statistic, KdeParams(bins=bins, bandwidth=bandwidth))
-
-
-def _key(entry: Model, spec: str, mask_ratio: float, device: str, p: Predictions) -> str:
-    return _content_digest(file_digest(entry.path), spec, float(mask_ratio), device, p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +207,7 @@ def _zoo_evidence(dataset: str, spec: str, device: str) -> None:
         return
     chosen = [entries[r] for r in EVIDENCE_RECIPES if r in entries]
     preds = {m.recipe: predictions(m, spec) for m in chosen}
-    keys = tuple((m.recipe, _key(m, spec, 0.0, device, preds[m.recipe])) for m in chosen)
+    keys = tuple((m.recipe, preds[m.recipe].digest()) for m in chosen)
     dists = _summary(keys, "max_logit", int(DEFAULTS[f"{KEY}_bins"]), "scott", preds)
     with st.container(border=True):
         st.markdown(_evidence_markdown(dataset, spec, spread_changes(dists, "ce"), {m.recipe: m.title for m in chosen}))
@@ -259,7 +248,7 @@ def body() -> None:
         try:
             p = predictions(m, spec)
             preds[name] = p
-            keys.append((name, _key(m, spec, 0.0, sel.device, p)))
+            keys.append((name, p.digest()))
             info[name] = (name, "clean")
         except Exception as e:  # one broken model must not hide the others
             st.error(f"{name}: {type(e).__name__}: {e}")
@@ -271,7 +260,7 @@ def body() -> None:
             masked = _masked_label(name, r)
             p = predictions(m, spec, mask_ratio=r)
             preds[masked] = p
-            keys.append((masked, _key(m, spec, r, sel.device, p)))
+            keys.append((masked, p.digest()))
             info[masked] = (name, f"{r:.0%} masked")
             overlays[masked] = name
         bundles = [labels[m.name] for m in models if m not in runnable]

@@ -178,3 +178,11 @@ def test_truncated_and_garbage_checkpoints(tmp_path: Path, tiny_checkpoint: Path
     (tmp_path / "j.safetensors").write_bytes((20).to_bytes(8, "little") + b"{not json at all....}")
     with pytest.raises(FormatError, match="JSON"):
         load_checkpoint(tmp_path / "j.safetensors")
+
+
+def test_digest_is_memoised_per_object_and_not_inherited_by_subsets() -> None:
+    p = _preds()
+    d = p.digest()
+    assert p.digest() == d == _preds().digest()
+    sub = p.subset(np.arange(10))
+    assert sub.digest() != d and sub.digest() == _preds().subset(np.arange(10)).digest()
