@@ -1,7 +1,7 @@
 """calibviz dashboard entry point: `streamlit run app.py` (or `make run`).
 
-Navigates over the pages in pages/. Each page draws the shared sidebar (dataset, models, split, device) itself
-through `calibviz.st_cache.selection()`, so the selection is the same on every page.
+Navigates over the views in views/. Each page draws the shared sidebar (dataset, models, split, device) itself
+through `calibviz.app.selection()`, so the selection is the same on every page.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from calibviz.st_cache import warm_umap_in_background
+from calibviz.app import warm_umap_in_background
 
 HERE = Path(__file__).parent
 
 # (file, title, icon) in navigation order; a page whose file is absent is skipped.
 PAGES = [
-    ("pages/overview.py", "Overview", ":material/home:"),
-    ("pages/reliability.py", "Reliability", ":material/show_chart:"),
-    ("pages/recalibration.py", "Re-calibration", ":material/thermostat:"),
-    ("pages/logits.py", "Logits", ":material/bar_chart:"),
-    ("pages/features.py", "Features", ":material/scatter_plot:"),
-    ("pages/soft_labels.py", "Soft labels", ":material/shuffle:"),
+    ("views/overview.py", "Overview", ":material/home:"),
+    ("views/reliability.py", "Reliability", ":material/show_chart:"),
+    ("views/recalibration.py", "Re-calibration", ":material/thermostat:"),
+    ("views/logits.py", "Logits", ":material/bar_chart:"),
+    ("views/features.py", "Features", ":material/scatter_plot:"),
+    ("views/soft_labels.py", "Soft labels", ":material/shuffle:"),
 ]
 
 st.set_page_config(page_title="calibviz", page_icon=":material/straighten:", layout="wide")

@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     # the shipped zoo
     "build_zoo": "calibviz.zoo",
     "list_zoo": "calibviz.zoo",
-    "ZooEntry": "calibviz.zoo",
+    "ModelEntry": "calibviz.sources",
     "default_zoo_dir": "calibviz.zoo",
     # metrics
     "reliability_bins": "calibviz.metrics",

@@ -9,7 +9,6 @@ cheap and regenerated from the seed.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from calibviz.backend import Progress, cache_dir, file_digest, pick_device, run_model
 from calibviz.data import Dataset, load_dataset
+from calibviz.diskcache import atomic_write
 
 KINDS = ("mixup", "cutmix")
 MIX_FORMAT_VERSION = 1
@@ -192,9 +192,7 @@ def teacher_on_mixed(checkpoint: str | Path, data_spec: str, params: AugmentPara
     if use_cache:
         from safetensors.numpy import save_file
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.safetensors")
-        save_file({"logits": np.ascontiguousarray(logits), "lam": mix.lam, "index_a": mix.index_a,
-                   "index_b": mix.index_b}, str(tmp))
-        tmp.replace(path)
+        tensors = {"logits": np.ascontiguousarray(logits), "lam": mix.lam, "index_a": mix.index_a,
+                   "index_b": mix.index_b}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
     return TeacherOnMixed(logits=logits, mix=mix, checkpoint_sha256=digest, card=card)

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from calibviz.data import DATA_VERSION, SPLITS, DataSpec, load_dataset
+from calibviz.diskcache import atomic_write, cache_dir, file_digest
 from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
 from calibviz.predictions import Predictions
 
 FORMAT_VERSION = 1
 DEVICE_ENV = "CALIBVIZ_DEVICE"
-CACHE_ENV = "CALIBVIZ_CACHE"
 
 Progress = Callable[[float, str], None]
 
@@ -34,29 +34,6 @@ def pick_device(override: str | None = None) -> torch.device:
             raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def cache_dir() -> Path:
-    """Where cached Predictions live: $CALIBVIZ_CACHE, else ~/.cache/calibviz."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "calibviz"
-    return Path(root)
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, memoised by (path, size, mtime) so repeated calls are free."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
 
 
 def mask_inputs(x: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
@@ -132,8 +109,5 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
         split=np.full(len(ds), SPLITS.index(ds.spec.split), dtype=np.int64),
         sample_id=ds.sample_id.copy(), meta=meta)
     if use_cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}.safetensors")
-        save_bundle(preds, tmp)
-        tmp.replace(cached)
+        atomic_write(cached, lambda tmp: save_bundle(preds, tmp))
     return preds

@@ -38,18 +38,35 @@ _SHIFT = {"digits": (0.5, 1.0, 1.5, 2.0, 2.5), "mnist1d": (2.0, 4.0, 6.0, 8.0, 1
 _SPEC_RE = re.compile(r"^(?P<name>[a-z0-9]+)(?:-(?P<corr>[a-z]+)-(?P<sev>\d+))?:(?P<split>[a-z]+)$")
 
 
+# Where a spec's rows come from: a built-in dataset, or the rows of a predictions bundle (its own dataset name and
+# split names). The next data sources (image folders, tensor files) join here.
+SOURCES = ("builtin", "bundle")
+BUNDLE_SPLITS = ("all", "test", "val", "train")
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed dataset spec: dataset name, split, and an optional corruption with its severity."""
+    """A parsed dataset spec: dataset name, split, an optional corruption with its severity, and its source.
+
+    Code never splits a spec string by hand: parse it once and read the fields."""
 
     name: str
     split: str
     corruption: str | None = None
     severity: int = 0
+    source: str = "builtin"
 
     @classmethod
-    def parse(cls, spec: str) -> DataSpec:
-        """Parse `NAME[-CORRUPTION-SEVERITY]:SPLIT`; raise ValueError saying what is wrong."""
+    def parse(cls, spec: str | DataSpec, *, bundle: bool = False) -> DataSpec:
+        """Parse `NAME[-CORRUPTION-SEVERITY]:SPLIT`; raise ValueError saying what is wrong. With `bundle`, NAME is
+        a predictions bundle's own dataset name and SPLIT one of its split names (or `all`); no corruption."""
+        if isinstance(spec, DataSpec):
+            return spec
+        if bundle:
+            name, sep, split = spec.strip().rpartition(":")
+            if not sep or not name or not split:
+                raise ValueError(f"bundle spec {spec!r} is not of the form NAME:SPLIT, e.g. 'cifar10:test'")
+            return cls(name=name, split=split, source="bundle")
         m = _SPEC_RE.match(spec.strip())
         if not m:
             raise ValueError(
@@ -69,9 +86,47 @@ class DataSpec:
                 raise ValueError(f"severity {sev} in {spec!r} must be one of {list(SEVERITIES)}")
         return cls(name=name, split=split, corruption=corr, severity=sev)
 
+    @classmethod
+    def of(cls, spec: str | DataSpec) -> DataSpec:
+        """A built-in dataset's spec when `spec` names one, else the rows of a predictions bundle."""
+        if isinstance(spec, DataSpec):
+            return spec
+        m = _SPEC_RE.match(spec.strip())
+        return cls.parse(spec, bundle=m is None or m["name"] not in DATASET_NAMES)
+
+    @property
+    def builtin(self) -> bool:
+        """Whether calibviz can generate these inputs itself (so a checkpoint can be run on them)."""
+        return self.source == "builtin"
+
+    @property
+    def shifted(self) -> bool:
+        """Whether the inputs are corrupted (a distribution-shift split)."""
+        return self.corruption is not None
+
+    @property
+    def label(self) -> str:
+        """Human label for pickers and captions: 'test', 'test — noise, severity 3'."""
+        if self.shifted:
+            return f"{self.split} — {self.corruption}, severity {self.severity}"
+        return self.split
+
+    def with_split(self, split: str) -> DataSpec:
+        """The clean `split` of the same dataset (e.g. the calibration split `val` beside a shifted test set)."""
+        return DataSpec(name=self.name, split=split, source=self.source)
+
     def __str__(self) -> str:
         shift = f"-{self.corruption}-{self.severity}" if self.corruption else ""
         return f"{self.name}{shift}:{self.split}"
+
+
+def spec_choices(name: str, *, bundle: bool = False) -> list[DataSpec]:
+    """Every spec the dashboard offers for a dataset: clean test/val/train, then each shifted test set; a
+    bundle's rows offer all rows or one of its splits."""
+    if bundle:
+        return [DataSpec(name=name, split=s, source="bundle") for s in BUNDLE_SPLITS]
+    return [DataSpec(name=name, split=s) for s in ("test", "val", "train")] + [
+        DataSpec(name=name, split="test", corruption=c, severity=k) for c in CORRUPTIONS for k in SEVERITIES]
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,6 +247,7 @@ def _load(spec: DataSpec) -> Dataset:
 def load_dataset(spec: str | DataSpec) -> Dataset:
     """Load one split (optionally corrupted) of a dataset from its spec string. Results are cached
     in memory and read-only."""
-    if isinstance(spec, str):
-        spec = DataSpec.parse(spec)
+    spec = DataSpec.parse(spec)
+    if not spec.builtin:
+        raise ValueError(f"{spec} names the rows of a predictions bundle; only built-in datasets have inputs")
     return _load(spec)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from calibviz.diskcache import atomic_write
 from calibviz.predictions import Predictions
 
 Progress = Callable[[float, str], None]
@@ -177,8 +177,8 @@ def warm_umap_jit() -> float:
 
 
 def umap_cache_dir() -> Path:
-    """Where cached UMAP embeddings live: backend.cache_dir()/'umap'."""
-    from calibviz.backend import cache_dir
+    """Where cached UMAP embeddings live: the cache folder's umap/."""
+    from calibviz.diskcache import cache_dir
 
     return cache_dir() / "umap"
 
@@ -226,10 +226,7 @@ def umap_embedding(features: ArrayLike, labels: np.ndarray, *, source_digest: st
     x = _as_numpy(features)[idx]
     coords = fit_umap(x, p, progress)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}.npz")
-        np.savez(tmp, indices=idx, coords=coords)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: np.savez(tmp, indices=idx, coords=coords))
     return UmapEmbedding(idx, coords, False, time.perf_counter() - t0)
 
 

@@ -9,29 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from calibviz.formats import FormatError, is_checkpoint, load_bundle, load_checkpoint
 from calibviz.predictions import Predictions
+from calibviz.sources import ModelEntry
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 ALLOWED_SUFFIXES = (".npz", ".safetensors")
-
-
-@dataclass(frozen=True)
-class UploadedModel:
-    """An accepted upload; the same attributes the pages read from a zoo entry."""
-
-    path: Path
-    dataset: str
-    recipe: str
-    name: str
-    title: str
-    arch: str
-    kind: str  # "bundle" or "checkpoint"
-    card: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _safe_stem(filename: str) -> str:
@@ -40,7 +25,7 @@ def _safe_stem(filename: str) -> str:
 
 
 def accept_upload(filename: str, data: bytes, folder: Path,
-                  max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedModel:
+                  max_bytes: int = MAX_UPLOAD_BYTES) -> ModelEntry:
     """Validate and store one uploaded file; raise FormatError saying what was wrong."""
     suffix = Path(filename).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
@@ -59,18 +44,18 @@ def accept_upload(filename: str, data: bytes, folder: Path,
     try:
         if is_checkpoint(path):
             _, card = load_checkpoint(path)  # validates the card against the tensors
-            return UploadedModel(path=path, dataset=str(card.get("dataset", "")), recipe="upload",
-                                 name=f"upload/{stem}", title=f"{card.get('title') or stem} (uploaded)",
-                                 arch=str(card["arch"]), kind="checkpoint", card=card)
+            return ModelEntry(path=path, dataset=str(card.get("dataset", "")), recipe="upload", origin="upload",
+                              name=f"upload/{stem}", title=f"{card.get('title') or stem} (uploaded)",
+                              arch=str(card["arch"]), kind="checkpoint", card=card)
         preds = load_bundle(path)
     except FormatError as e:
         path.unlink(missing_ok=True)
         raise FormatError(str(e).replace(path.name, filename)) from e
     dataset = str(preds.meta.get("dataset") or "uploaded")
     shown = stem if preds.meta.get("name") in (None, path.stem) else preds.meta["name"]
-    return UploadedModel(path=path, dataset=dataset, recipe="bundle", name=f"upload/{stem}",
-                         title=f"{shown} (uploaded bundle)", arch="",
-                         kind="bundle", card={"meta": preds.meta, "n": preds.n, "n_classes": preds.n_classes})
+    return ModelEntry(path=path, dataset=dataset, recipe="bundle", name=f"upload/{stem}", origin="upload",
+                      title=f"{shown} (uploaded bundle)", arch="",
+                      kind="bundle", card={"meta": preds.meta, "n": preds.n, "n_classes": preds.n_classes})
 
 
 def bundle_rows(preds: Predictions, split: str) -> Predictions:

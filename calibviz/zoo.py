@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calibviz.sources import ModelEntry
 from calibviz.training import Recipe, distill_distribution_matching, train_classifier
 
 ZOO_ENV = "CALIBVIZ_ZOO"
@@ -113,25 +114,12 @@ def default_zoo_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "checkpoints"
 
 
-@dataclass(frozen=True)
-class ZooEntry:
-    """One checkpoint of the zoo, described by its card (read from the header only)."""
-
-    path: Path
-    dataset: str
-    recipe: str
-    name: str
-    title: str
-    arch: str
-    card: dict[str, Any]
-
-
 def recipe_order() -> list[str]:
     """Recipe names in display order."""
     return [r.name for r in RECIPES]
 
 
-def list_zoo(root: Path | None = None) -> list[ZooEntry]:
+def list_zoo(root: Path | None = None) -> list[ModelEntry]:
     """Every checkpoint under `root/<dataset>/*.safetensors` (default: the shipped zoo), sorted by
     dataset then recipe order (unknown recipes last, by name). Reads only the cards."""
     from calibviz.formats import FormatError, read_card
@@ -146,9 +134,9 @@ def list_zoo(root: Path | None = None) -> list[ZooEntry]:
             continue
         recipe = card.get("recipe", {}).get("name", path.stem)
         dataset = card.get("dataset", path.parent.name)
-        out.append(ZooEntry(path=path, dataset=dataset, recipe=recipe,
-                            name=card.get("name", f"{dataset}/{recipe}"),
-                            title=card.get("title", recipe), arch=card["arch"], card=card))
+        out.append(ModelEntry(path=path, dataset=dataset, recipe=recipe, kind="checkpoint", origin="zoo",
+                              name=card.get("name", f"{dataset}/{recipe}"),
+                              title=card.get("title", recipe), arch=card["arch"], card=card))
     out.sort(key=lambda e: (e.dataset, order.get(e.recipe, len(order)), e.recipe))
     return out
 

@@ -60,7 +60,7 @@ def plotly_figures(at: object) -> list[dict]:
 
 
 def open_page(page: str | None = None) -> object:
-    """A fresh AppTest of app.py (caches cleared), switched to `page` (e.g. "pages/reliability.py")."""
+    """A fresh AppTest of app.py (caches cleared), switched to `page` (e.g. "views/reliability.py")."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 

@@ -1,4 +1,4 @@
-"""AppTest tests of the app shell and the Overview page (pages/overview.py), on the shipped zoo."""
+"""AppTest tests of the app shell and the Overview page (views/overview.py), on the shipped zoo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.conftest import REPO, open_page, plotly_figures
 
 @pytest.fixture
 def app() -> AppTest:
-    return open_page("pages/overview.py")
+    return open_page("views/overview.py")
 
 
 def test_sidebar_offers_both_datasets_models_splits_and_device(app: AppTest) -> None:
@@ -62,9 +62,9 @@ def test_every_page_runs_without_exception(app: AppTest) -> None:
 
 
 def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
-    app.switch_page("pages/reliability.py").run()
+    app.switch_page("views/reliability.py").run()
     app.slider(key="reliability_bins").set_value(30).run()
-    app.switch_page("pages/overview.py").run()
+    app.switch_page("views/overview.py").run()
     assert not app.exception
-    app.switch_page("pages/reliability.py").run()
+    app.switch_page("views/reliability.py").run()
     assert app.slider(key="reliability_bins").value == 30

@@ -10,6 +10,7 @@ import torch
 
 from calibviz import backend
 from calibviz.data import load_dataset
+from calibviz.diskcache import CACHE_ENV
 from calibviz.formats import load_bundle, load_checkpoint
 
 
@@ -49,7 +50,7 @@ def test_predict_matches_a_direct_forward_pass(tiny_checkpoint: Path) -> None:
 
 def test_second_call_is_a_cache_hit(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
                                     tmp_path: Path) -> None:
-    monkeypatch.setenv(backend.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     first = backend.predict(tiny_checkpoint, "digits:test")
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
 
@@ -69,7 +70,7 @@ def test_cache_key_follows_checkpoint_content(tiny_checkpoint: Path, monkeypatch
                                               tmp_path: Path) -> None:
     from calibviz.formats import read_card, save_checkpoint
 
-    monkeypatch.setenv(backend.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     a = backend.predict(tiny_checkpoint, "digits:val")
     model, _ = load_checkpoint(tiny_checkpoint)
     with torch.no_grad():
@@ -81,7 +82,7 @@ def test_cache_key_follows_checkpoint_content(tiny_checkpoint: Path, monkeypatch
 
 def test_damaged_cache_entry_is_recomputed(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
-    monkeypatch.setenv(backend.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     a = backend.predict(tiny_checkpoint, "digits:val")
     entry = next((tmp_path / "cache").glob("*.safetensors"))
     entry.write_bytes(entry.read_bytes()[:100])

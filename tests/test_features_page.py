@@ -1,4 +1,4 @@
-"""AppTest tests of the Features page (pages/features.py) on the shipped digits zoo. PCA only, except one test that
+"""AppTest tests of the Features page (views/features.py) on the shipped digits zoo. PCA only, except one test that
 runs the UMAP branch with a stand-in for umap-learn (no numba) and then reads the embedding back from the disk cache.
 Also the small library helpers the page added to calibviz.features."""
 
@@ -20,7 +20,7 @@ from calibviz.backend import predict
 from calibviz.predictions import Predictions
 from tests.conftest import ZOO, open_page, plotly_figures
 
-PAGE = "pages/features.py"
+PAGE = "views/features.py"
 CE, LS = "CE teacher", "LS α=0.1"
 
 
@@ -235,7 +235,7 @@ def test_sample_size_and_settings_survive_another_page() -> None:
     at.select_slider(key="features_n").set_value(1000).run()
     assert _points(_embeddings(at)[CE])[0].shape == (1000, 2)
     at.radio(key="features_color").set_value("confidence").run()
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert at.select_slider(key="features_n").value == 1000

@@ -1,4 +1,4 @@
-"""AppTest tests of the Logits page (pages/logits.py) on the shipped zoo, plus the small pure helpers it added
+"""AppTest tests of the Logits page (views/logits.py) on the shipped zoo, plus the small pure helpers it added
 (`logit_stats.spread_changes`, `plots.logits.spread_figure`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from calibviz.logit_stats import logit_stats_from_arrays, spread_changes, summar
 from calibviz.plots.logits import spread_figure
 from tests.conftest import ZOO, open_page, plotly_figures
 
-PAGE = "pages/logits.py"
+PAGE = "views/logits.py"
 MASK = 0.3
 
 
@@ -193,7 +193,7 @@ def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
     app.radio(key="logits_quick").set_value("distilled").run()
     app.selectbox(key="logits_stat").set_value("entropy").run()
     curves = {k: _array(t["y"]).tolist() for k, t in _curves(app).items()}
-    app.switch_page("pages/overview.py").run()
+    app.switch_page("views/overview.py").run()
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
     assert app.selectbox(key="logits_stat").value == "entropy"

@@ -1,4 +1,4 @@
-"""AppTest tests of the Re-calibration page (pages/recalibration.py) on the shipped zoo (digits) and on an uploaded
+"""AppTest tests of the Re-calibration page (views/recalibration.py) on the shipped zoo (digits) and on an uploaded
 predictions bundle with a split array."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from calibviz.recalibration import manual_temperature_grid
 from tests.conftest import ZOO, open_page, plotly_figures
 
-PAGE = "pages/recalibration.py"
+PAGE = "views/recalibration.py"
 T_KEY = "recalibration_temperature"
 DEFAULT_LABELS = ["Temperature scaling", "Ensemble temperature scaling", "Vector scaling", "Dirichlet calibration"]
 CELL = re.compile(r"^(-?\d+\.\d+) \[(-?\d+\.\d+), (-?\d+\.\d+)\]$")

@@ -1,4 +1,4 @@
-"""AppTest tests of the Reliability page (pages/reliability.py) on the shipped digits zoo and an uploaded bundle of
+"""AppTest tests of the Reliability page (views/reliability.py) on the shipped digits zoo and an uploaded bundle of
 real published CIFAR-10 predictions. The table is checked against an independent `metrics_report` run."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ZOO, open_page, plotly_figures
 
-PAGE = "pages/reliability.py"
+PAGE = "views/reliability.py"
 CELL = re.compile(r"^(-?\d+\.\d+)\s\[(-?\d+\.\d+),\s(-?\d+\.\d+)\]$")
 # the table's rows in order, as report keys (the page's row labels are for people)
 METRIC_KEYS_ORDER = ("accuracy", "nll", "brier", "ece", "rmsce", "mce", "ece_mass", "rmsce_mass", "mce_mass",

@@ -1,4 +1,4 @@
-"""AppTest tests of the Soft-labels page (pages/soft_labels.py) on the shipped zoo, with small sample counts."""
+"""AppTest tests of the Soft-labels page (views/soft_labels.py) on the shipped zoo, with small sample counts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ZOO, open_page, plotly_figures
 
-PAGE = "pages/soft_labels.py"
+PAGE = "views/soft_labels.py"
 N_SAMPLES = 250
 
 
@@ -150,7 +150,7 @@ def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
     app.radio(key="soft_labels_aug").set_value("cutmix").run()
     app.multiselect(key="soft_labels_teachers_digits").set_value(["digits/ls"]).run()
     curves = _lambda_curves(app)
-    app.switch_page("pages/overview.py").run()
+    app.switch_page("views/overview.py").run()
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
     assert app.radio(key="soft_labels_aug").value == "cutmix"

@@ -1,5 +1,5 @@
 """A bookmark to a page on a freshly started server opens that page inside the app (sidebar, navigation), not the
-bare page file Streamlit would run for a pages/ folder in its legacy multipage mode."""
+bare page file. The views live in views/, not pages/, so Streamlit's legacy multipage mode never takes over."""
 
 from __future__ import annotations
 

@@ -34,8 +34,6 @@ def _length(v: object) -> int:
 
 
 def test_features_colouring_class_triple_and_selection(page: object, app_url: str) -> None:
-    # open the root first, then follow the sidebar's navigation link: a fresh server asked straight for /features
-    # can serve the bare pages/ file until app.py's st.navigation has run once
     page.goto(app_url)
     wait_for_charts(page)
     page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Features").first.click()

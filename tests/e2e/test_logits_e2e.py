@@ -25,8 +25,6 @@ def _curves(page: object) -> dict[str, list[float]]:
 
 
 def test_logits_statistic_switch_redraws_the_chart(page: object, app_url: str) -> None:
-    # open the app first, then follow the sidebar link: a fresh server asked straight for /logits can serve the
-    # bare pages/ file (Streamlit's older multipage mode) until app.py's st.navigation has run once
     page.goto(app_url)
     wait_for_charts(page)
     page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Logits").first.click()

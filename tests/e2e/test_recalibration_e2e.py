@@ -61,8 +61,6 @@ def _metric(page: object, label: str) -> float:
 
 
 def test_temperature_slider_redraws_the_diagram_and_the_numbers(page: object, app_url: str) -> None:
-    # open the app first, then follow the sidebar's navigation link: a fresh server asked straight for
-    # /recalibration can serve the bare pages/ file until app.py's st.navigation has run once
     page.goto(app_url)
     wait_for_charts(page)
     page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Re-calibration").first.click()

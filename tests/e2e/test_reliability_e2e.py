@@ -26,8 +26,6 @@ def _output(page: object, index: int) -> dict:
 
 
 def test_bins_slider_redraws_the_diagrams(page: object, app_url: str) -> None:
-    # open the app first: a fresh server asked straight for /reliability can serve the bare pages/ file
-    # (Streamlit's older multipage mode) until app.py's st.navigation has run once
     page.goto(app_url)
     wait_for_charts(page)
     page.goto(f"{app_url}/reliability")

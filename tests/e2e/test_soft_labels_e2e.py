@@ -24,8 +24,6 @@ def _lambda_chart(page: object) -> dict[str, list[float | None]]:
 
 
 def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str) -> None:
-    # open the app first: a fresh server asked straight for /soft_labels can serve the bare pages/ file
-    # (Streamlit's older multipage mode) until app.py's st.navigation has run once
     page.goto(app_url)
     wait_for_charts(page)
     page.goto(f"{app_url}/soft_labels")

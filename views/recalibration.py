@@ -10,9 +10,18 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from calibviz.app import (
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    zoo_models,
+)
 from calibviz.backend import file_digest
 from calibviz.calibrators import CALIBRATORS, METHOD_DESCRIPTIONS, MaskedTemperatureScaling, MTSPoint, mts_curve
-from calibviz.data import DATASET_NAMES
+from calibviz.data import DATASET_NAMES, DataSpec, spec_choices
 from calibviz.metrics import Binning, ReliabilityBins, ece
 from calibviz.plots.recalibration import (
     method_comparison_figure,
@@ -36,19 +45,7 @@ from calibviz.recalibration import (
     temperature_curve,
     top_label_bins,
 )
-from calibviz.st_cache import (
-    Model,
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    spec_label,
-    specs_for,
-    zoo_entries,
-)
-from calibviz.zoo import default_zoo_dir
+from calibviz.sources import ModelEntry
 
 KEY = "recalibration"
 LABELS = {**{k: c.label for k, c in CALIBRATORS.items()}, "mts": MaskedTemperatureScaling.label}
@@ -88,7 +85,7 @@ explain(
 # the input mask ratio; a widget change on data seen before only reads these caches.
 
 
-def _key(m: Model, spec: str, device: str, mask_ratio: float = 0.0) -> str:
+def _key(m: ModelEntry, spec: str, device: str, mask_ratio: float = 0.0) -> str:
     return f"{file_digest(m.path)}|{spec}|{device}|{mask_ratio:g}"
 
 
@@ -128,16 +125,16 @@ def _mts_point(digest: str, _path: str, fit_spec: str, eval_spec: str, ratio: fl
 # Widgets
 
 
-def _is_checkpoint(m: Model) -> bool:
-    return getattr(m, "kind", "checkpoint") == "checkpoint"
+def _is_checkpoint(m: ModelEntry) -> bool:
+    return m.runnable
 
 
-def _split_options(m: Model, dataset: str) -> tuple[list[str], list[str]]:
+def _split_options(m: ModelEntry, dataset: str) -> tuple[list[str], list[str]]:
     """Fit-split and evaluation-split specs for a model: the dataset's splits (evaluation also on the shifted
     test sets) for a checkpoint; the splits a predictions bundle carries (and all its rows) for a bundle."""
     if _is_checkpoint(m) and m.dataset in DATASET_NAMES:
         ds = m.dataset
-        return [f"{ds}:{s}" for s in ("val", "train", "test")], specs_for(ds)
+        return [f"{ds}:{s}" for s in ("val", "train", "test")], [str(s) for s in spec_choices(ds)]
     whole = predictions(m, f"{dataset}:all")
     present = []
     if whole.split is not None:
@@ -164,7 +161,7 @@ def _controls(sel: Any) -> dict[str, Any]:
         st.session_state[mkey] = next(iter(models))
     c1, c2, c3, c4 = st.columns([2, 1.2, 1.6, 1.3], vertical_alignment="bottom")
     with c1:
-        name = st.selectbox("Model", list(models), key=mkey, format_func=lambda n: models[n].title,
+        name = st.selectbox("ModelEntry", list(models), key=mkey, format_func=lambda n: models[n].title,
                             help="One of the models selected in the sidebar (the first by default).")
     m = models[name]
     fit_opts, eval_opts = _split_options(m, sel.dataset)
@@ -176,11 +173,11 @@ def _controls(sel: Any) -> dict[str, Any]:
         wanted = next((s for s in eval_opts if s != st.session_state[fkey] and not s.endswith(":all")), wanted)
     _follow(ekey, f"_{KEY}_eval_seen_{sel.dataset}", eval_opts, wanted)
     with c2:
-        fit_spec = st.selectbox("Fit split", fit_opts, key=fkey, format_func=spec_label,
+        fit_spec = st.selectbox("Fit split", fit_opts, key=fkey, format_func=lambda s: DataSpec.of(s).label,
                                 help="The held-out rows each calibrator is fitted on (val, the calibration split, by "
                                      "default). Fitting on train shows why not to: the model has memorised it.")
     with c3:
-        eval_spec = st.selectbox("Evaluation split", eval_opts, key=ekey, format_func=spec_label,
+        eval_spec = st.selectbox("Evaluation split", eval_opts, key=ekey, format_func=lambda s: DataSpec.of(s).label,
                                  help="Where the before/after numbers are measured; it follows the sidebar's split. "
                                       "The shifted test sets show how a calibrator fitted on clean data holds up "
                                       "under corruption.")
@@ -349,7 +346,7 @@ def _fitted_section(prm: dict[str, Any], fit: Predictions, ev: Predictions, keys
     return results
 
 
-def _export(results: dict[str, MethodResult], model: Model) -> None:
+def _export(results: dict[str, MethodResult], model: ModelEntry) -> None:
     """Pick a fitted calibrator and download it as JSON."""
     pick = st.selectbox("Calibrator to export", list(results), key=f"{KEY}_export",
                         format_func=lambda k: results[k].report["method_label"])
@@ -378,7 +375,7 @@ def _mts_section(sel: Any, prm: dict[str, Any]) -> None:
     if not _is_checkpoint(m):
         st.info(f"{m.title} is a predictions bundle: MTS needs the model itself (it masks the inputs and runs the "
                 "model again), so the curve shows the zoo's checkpoints only.")
-    zoo = {e.recipe: e for e in zoo_entries(str(default_zoo_dir())) if e.dataset == ds}
+    zoo = {e.recipe: e for e in zoo_models(ds)}
     zoo_names = {z.name for z in zoo.values()}
     models = [zoo[r] for r in MTS_RECIPES if r in zoo]
     if _is_checkpoint(m) and m.name not in {z.name for z in models}:
@@ -428,7 +425,8 @@ def _mts_section(sel: Any, prm: dict[str, Any]) -> None:
                              tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], minor={"showgrid": False})
         st.plotly_chart(fig, width="stretch", key=f"{KEY}_mts_chart")
     with right:
-        st.markdown(f"Fitted on **{spec_label(fit_spec)}** with masked inputs, measured on **{spec_label(eval_spec)}** "
+        st.markdown(f"Fitted on **{DataSpec.of(fit_spec).label}** with masked inputs, measured on "
+                    f"**{DataSpec.of(eval_spec).label}** "
                     "with clean inputs; r = 0 (the square) is plain temperature scaling. Computed now, on these "
                     "checkpoints:")
         st.markdown("\n".join(f"- {s.sentence}" for s in summaries.values()))
@@ -459,8 +457,8 @@ def body() -> None:
     m = prm["model"]
     fit, ev = predictions(m, prm["fit_spec"]), predictions(m, prm["eval_spec"])
     keys = (_key(m, prm["fit_spec"], sel.device), _key(m, prm["eval_spec"], sel.device))
-    where = (f"**{m.title}**, fitted on **{spec_label(prm['fit_spec'])}** ({fit.n:,} rows), evaluated on "
-             f"**{spec_label(prm['eval_spec'])}** ({ev.n:,} rows)")
+    where = (f"**{m.title}**, fitted on **{DataSpec.of(prm['fit_spec']).label}** ({fit.n:,} rows), evaluated on "
+             f"**{DataSpec.of(prm['eval_spec']).label}** ({ev.n:,} rows)")
     if prm["fit_spec"] == prm["eval_spec"]:
         st.warning("The fit and evaluation splits are the same rows: every method looks better here than it will "
                    "on new data. Pick a different evaluation split.")

@@ -7,8 +7,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from calibviz.backend import file_digest
-from calibviz.data import DATASET_NAMES
+from calibviz.app import (
+    cached,
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+)
+from calibviz.data import DataSpec
 from calibviz.metrics import (
     Binning,
     Bootstrap,
@@ -29,16 +37,7 @@ from calibviz.plots.reliability import (
 )
 from calibviz.predictions import Predictions
 from calibviz.report import metrics_report
-from calibviz.st_cache import (
-    Model,
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    spec_label,
-)
+from calibviz.sources import display_labels
 
 KEY = "reliability"
 MAX_MODELS = 4
@@ -87,34 +86,34 @@ explain(
 
 
 # ---------------------------------------------------------------------------------------------
-# Cached computation. `key` is a content key of the predictions (the model file's sha256, the data spec and the
-# device), so a widget change on data seen before only reads the cache.
+# Cached computation, keyed on the predictions' content digest and the parameters' values, so a widget change on
+# data seen before only reads the cache.
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _report(key: str, _preds: Predictions, n_bins: int, n_boot: int) -> dict[str, Any]:
+@cached
+def _report(preds: Predictions, n_bins: int, n_boot: int) -> dict[str, Any]:
     """Every metric with bootstrap intervals (equal-width and equal-mass rows both; the scheme does not change it)."""
-    return metrics_report(_preds, n_bins=n_bins, n_boot=n_boot)
+    return metrics_report(preds, n_bins=n_bins, n_boot=n_boot)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _top_bins(key: str, _preds: Predictions, n_bins: int, scheme: str) -> ReliabilityBins:
+@cached
+def _top_bins(preds: Predictions, binning: Binning) -> ReliabilityBins:
     """Top-label reliability bins of one binning."""
-    conf, correct = top_label(_preds.probabilities(), _preds.labels)
-    return reliability_bins(conf, correct, Binning(n_bins, scheme))
+    conf, correct = top_label(preds.probabilities(), preds.labels)
+    return reliability_bins(conf, correct, binning)
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _classwise(key: str, _preds: Predictions, n_bins: int, scheme: str) -> ClasswiseCalibration:
+@cached(max_entries=128)
+def _classwise(preds: Predictions, binning: Binning) -> ClasswiseCalibration:
     """Classwise reliability bins of every class, one binning."""
-    return classwise_calibration(_preds.probabilities(), _preds.labels, Binning(n_bins, scheme))
+    return classwise_calibration(preds.probabilities(), preds.labels, binning)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _smooth(key: str, _preds: Predictions, n_boot: int) -> SmoothCalibration:
+@cached(max_entries=64)
+def _smooth(preds: Predictions, boot: Bootstrap) -> SmoothCalibration:
     """Smooth ECE and the smoothed reliability curve with its bootstrap band."""
-    conf, correct = top_label(_preds.probabilities(), _preds.labels)
-    return smooth_calibration(conf, correct, Bootstrap(n_boot=n_boot))
+    conf, correct = top_label(preds.probabilities(), preds.labels)
+    return smooth_calibration(conf, correct, boot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,30 +156,24 @@ def _controls(class_names: list[str]) -> dict[str, Any]:
             "log_counts": bool(log_counts)}
 
 
-def _labels(models: list[Model]) -> dict[str, str]:
-    """Display names: titles, disambiguated by name where two models share one."""
-    titles = [m.title for m in models]
-    return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in models}
-
-
 # ---------------------------------------------------------------------------------------------
 # Output
 
 
-def _figure(view: str, key: str, preds: Predictions, rep: dict[str, Any], prm: dict[str, Any], title: str) -> Any:
+def _figure(view: str, preds: Predictions, rep: dict[str, Any], prm: dict[str, Any], title: str) -> Any:
     """One model's diagram for the chosen view."""
     n_bins, scheme = prm["n_bins"], prm["scheme"]
     if view == "smooth":
-        return smooth_figure(_smooth(key, preds, prm["n_boot"]), title=title)
+        return smooth_figure(_smooth(preds, Bootstrap(n_boot=prm["n_boot"])), title=title)
     if view == "classwise":
         k = prm["k"]
         if k >= preds.n_classes:
             raise ValueError(f"this model has {preds.n_classes} classes; there is no class {k}")
-        cw = _classwise(key, preds, n_bins, scheme)
+        cw = _classwise(preds, Binning(n_bins, scheme))
         return classwise_figure(cw, k, preds.class_names[k], title=f"{title} · class '{preds.class_names[k]}'")
     keys = {"ece": "ECE", "mce": "MCE"} if scheme == "width" else {"ece_mass": "ECE", "mce_mass": "MCE"}
     note = metric_note(rep, rep["intervals"], keys)
-    return reliability_figure(_top_bins(key, preds, n_bins, scheme), title=title, note=note)
+    return reliability_figure(_top_bins(preds, Binning(n_bins, scheme)), title=title, note=note)
 
 
 def _cell(value: float | None, interval: list[float | None] | None) -> str:
@@ -222,12 +215,11 @@ def _convention(prm: dict[str, Any], rep: dict[str, Any]) -> str:
             "model the interval can lie above the estimate.")
 
 
-def _split_arg(dataset: str, spec: str) -> str:
+def _split_arg(data: DataSpec) -> str:
     """The `--split` argument of `calibviz report` that selects the same rows."""
-    if dataset in DATASET_NAMES:
-        return f" --split {spec}"
-    split = spec.split(":")[1]
-    return "" if split == "all" else f" --split {split}"
+    if data.builtin:
+        return f" --split {data}"
+    return "" if data.split == "all" else f" --split {data.split}"
 
 
 def body() -> None:
@@ -242,25 +234,24 @@ def body() -> None:
     if len(sel.models) > MAX_MODELS:
         st.info(f"{len(sel.models)} models are selected; the diagrams show the first {MAX_MODELS}: "
                 + ", ".join(m.title for m in models) + ". Remove some in the sidebar to see the others.")
-    labels = _labels(models)
-    loaded: dict[str, tuple[str, Predictions]] = {}
+    labels = display_labels(models)
+    loaded: dict[str, Predictions] = {}
     for m in models:
         try:
-            preds = predictions(m, sel.spec)
-            loaded[m.name] = (f"{file_digest(m.path)}|{sel.spec}|{sel.device}", preds)
+            loaded[m.name] = predictions(m, sel.data)
         except Exception as e:  # one model that cannot give this split must not hide the others
             st.error(f"{labels[m.name]}: {type(e).__name__}: {e}")
     if not loaded:
         return
-    first = next(iter(loaded.values()))[1]
+    first = next(iter(loaded.values()))
     prm = _controls(first.class_names)
-    st.caption(f"**{sel.dataset} · {spec_label(sel.spec)}** (the sidebar's split), {first.n:,} predictions per model.")
-    reports = {labels[n]: _report(key, p, prm["n_bins"], prm["n_boot"]) for n, (key, p) in loaded.items()}
+    st.caption(f"**{sel.dataset} · {sel.data.label}** (the sidebar's split), {first.n:,} predictions per model.")
+    reports = {labels[n]: _report(p, prm["n_bins"], prm["n_boot"]) for n, p in loaded.items()}
 
     figures = []
-    for n, (key, p) in loaded.items():
+    for n, p in loaded.items():
         try:
-            figures.append((n, _figure(prm["view"], key, p, reports[labels[n]], prm, labels[n])))
+            figures.append((n, _figure(prm["view"], p, reports[labels[n]], prm, labels[n])))
         except ValueError as e:
             figures.append((n, e))
     side_by_side([f for _, f in figures if not isinstance(f, Exception)], prm["log_counts"])
@@ -280,7 +271,7 @@ def body() -> None:
                "equal-width or equal-mass, and smooth ECE all equal |mean confidence − accuracy|, whatever the "
                "binning; the binning matters where over- and under-confident regions sit side by side, or where "
                "bins hold few predictions. The same numbers, as JSON: "
-               f"`python -m calibviz report MODEL{_split_arg(sel.dataset, sel.spec)} --bins {prm['n_bins']} "
+               f"`python -m calibviz report MODEL{_split_arg(sel.data)} --bins {prm['n_bins']} "
                f"--boot {prm['n_boot']} --json`.")
 
 

@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from calibviz.data import DATASET_NAMES, load_dataset
+from calibviz.app import (
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    zoo_models,
+)
+from calibviz.data import DATASET_NAMES, DataSpec, load_dataset
 from calibviz.features import (
     TemplateProjection,
     UmapEmbedding,
@@ -37,18 +46,7 @@ from calibviz.plots.features import (
     template_projection_figure,
 )
 from calibviz.predictions import Predictions
-from calibviz.st_cache import (
-    Model,
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    spec_label,
-    zoo_entries,
-)
-from calibviz.zoo import default_zoo_dir
+from calibviz.sources import ModelEntry
 
 KEY = "features"
 MAX_PANELS = 4  # scatter charts and projection columns: each embedding is one WebGL chart (at most ~8 a page)
@@ -196,9 +194,9 @@ def _progress(jobs: list[Any]) -> None:
 # Widgets
 
 
-def _compared_models(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
+def _compared_models(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> list[ModelEntry]:
     """The models this page compares: the sidebar's, or a quick-compare preset from the zoo."""
-    zoo = {e.recipe: e for e in zoo_entries(str(default_zoo_dir())) if e.dataset == dataset}
+    zoo = {e.recipe: e for e in zoo_models(dataset)}
     offered = ["sidebar"] + [k for k, recipes in PRESETS.items() if all(r in zoo for r in recipes)]
     if st.session_state[f"{KEY}_compare"] not in offered:
         st.session_state[f"{KEY}_compare"] = "sidebar"
@@ -211,7 +209,7 @@ def _compared_models(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Mo
     return [zoo[r] for r in PRESETS[choice]]
 
 
-def _labels(models: list[Model]) -> dict[str, str]:
+def _labels(models: list[ModelEntry]) -> dict[str, str]:
     """Display names: titles, disambiguated by name where two models share one."""
     titles = [m.title for m in models]
     return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in models}
@@ -241,7 +239,8 @@ def _class_triple(dataset: str, names: list[str]) -> tuple[int, int, int] | None
 # Sections
 
 
-def _load(models: list[Model], labels: dict[str, str], spec: str, *, secondary: bool = False) -> dict[str, Predictions]:
+def _load(models: list[ModelEntry], labels: dict[str, str], spec: str, *,
+          secondary: bool = False) -> dict[str, Predictions]:
     """Each model's predictions on a spec; a model that fails is reported and left out. On a secondary split (the
     projection's train / held-out rows) a missing split is a note, not an error: a bundle may hold only test rows."""
     out = {}
@@ -250,7 +249,7 @@ def _load(models: list[Model], labels: dict[str, str], spec: str, *, secondary: 
             out[m.name] = predictions(m, spec)
         except Exception as e:  # one broken model must not hide the others
             if secondary:
-                st.info(f"{labels[m.name]}: no predictions on {spec_label(spec)} ({e}); it is left out of the "
+                st.info(f"{labels[m.name]}: no predictions on {DataSpec.of(spec).label} ({e}); it is left out of the "
                         "projection and R² there.")
             else:
                 st.error(f"{labels[m.name]} on {spec}: {type(e).__name__}: {e}")
@@ -308,7 +307,7 @@ def _draw_embeddings(items: list[dict[str, Any]], color_by: str, spec: str) -> N
         _gallery(it["label"], it["preds"], spec, _selected_ids(ev), key=f"{KEY}-gallery-{it['method'].lower()}-{i}")
 
 
-def _embeddings(shown: list[Model], labels: dict[str, str], preds: dict[str, Predictions], spec: str,
+def _embeddings(shown: list[ModelEntry], labels: dict[str, str], preds: dict[str, Predictions], spec: str,
                 method: str, color_by: str, size: int, umap_params: dict[str, Any]) -> None:
     """PCA or UMAP scatters of the models' features on `spec`. A UMAP not in the disk cache yet is fitted in the
     background while PCA is shown in its place, with a progress bar; the page reruns when it is done."""
@@ -335,7 +334,7 @@ def _embeddings(shown: list[Model], labels: dict[str, str], preds: dict[str, Pre
     note = (f"{shown_n:,} of {n_all:,} points (a class-stratified sample)" if shown_n < n_all
             else f"all {n_all:,} points")
     shown_as = "PCA for now (UMAP is on its way)" if running and len(running) == len(items) else method
-    st.caption(f"**{shown_as}** of the penultimate features on **{spec_label(spec)}**, {note}; coloured by "
+    st.caption(f"**{shown_as}** of the penultimate features on **{DataSpec.of(spec).label}**, {note}; coloured by "
                f"{COLORS[color_by]}. Hover a point for its sample id, label, prediction and confidence; click it, "
                "or drag a box or lasso (toolbar), to see the inputs. "
                + ("PCA axes: the two directions of largest variance (fitted on all points of the split). "
@@ -351,7 +350,7 @@ def _embeddings(shown: list[Model], labels: dict[str, str], preds: dict[str, Pre
     _draw_embeddings(items, color_by, spec)
 
 
-def _projection_section(shown: list[Model], labels: dict[str, str], train: dict[str, Predictions],
+def _projection_section(shown: list[ModelEntry], labels: dict[str, str], train: dict[str, Predictions],
                         held: dict[str, Predictions], held_spec: str, dataset: str, names: list[str]) -> None:
     """The Müller template projection of a chosen class triple, one column per model, train above held-out."""
     st.subheader("Template projection (Müller et al. 2019)")
@@ -364,7 +363,7 @@ def _projection_section(shown: list[Model], labels: dict[str, str], train: dict[
     triple = _class_triple(dataset, names)
     if triple is None or not ok:
         return
-    held_name = spec_label(held_spec)
+    held_name = DataSpec.of(held_spec).label
     panels, spread_rows = {}, []
     for m in ok:
         pt, ph = train[m.name], held[m.name]
@@ -445,11 +444,11 @@ def _separation_story(by_recipe: dict[str, str], r2: dict[str, tuple[float, floa
     return out
 
 
-def _separation_section(ok: list[Model], labels: dict[str, str], train: dict[str, Predictions],
+def _separation_section(ok: list[ModelEntry], labels: dict[str, str], train: dict[str, Predictions],
                         held: dict[str, Predictions], held_spec: str) -> None:
     """Class separation R² of every compared model on train and held-out: a table, bars and the live story."""
     st.subheader("Class separation R² (Kornblith et al. 2021)")
-    held_name = spec_label(held_spec)
+    held_name = DataSpec.of(held_spec).label
     r2: dict[str, tuple[float, float]] = {}
     for m in ok:
         pt, ph = train.get(m.name), held.get(m.name)
@@ -473,7 +472,7 @@ def _separation_section(ok: list[Model], labels: dict[str, str], train: dict[str
         st.markdown("**What the zoo shows, measured live**\n\n" + "\n\n".join(f"- {s}" for s in story))
 
 
-def _cka_section(ok: list[Model], labels: dict[str, str], preds: dict[str, Predictions], spec: str) -> None:
+def _cka_section(ok: list[ModelEntry], labels: dict[str, str], preds: dict[str, Predictions], spec: str) -> None:
     """Linear CKA between the compared models' features on the same split and samples."""
     st.subheader("Similarity of representations: linear CKA")
     if len(ok) < 2:
@@ -498,7 +497,7 @@ def _cka_section(ok: list[Model], labels: dict[str, str], preds: dict[str, Predi
         off = [(mat[i, j], names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
         hi, lo = max(off), min(off)
         st.caption(
-            f"Linear CKA of the penultimate features on **{spec_label(spec)}** (all {ps[0].n:,} examples, the "
+            f"Linear CKA of the penultimate features on **{DataSpec.of(spec).label}** (all {ps[0].n:,} examples, the "
             "same for every model). 1 means the two models' features are the same up to a rotation and a "
             "uniform scale; different widths are fine. "
             f"Here the most alike pair is **{hi[1]}** and **{hi[2]}** ({hi[0]:.3f})"
@@ -507,7 +506,7 @@ def _cka_section(ok: list[Model], labels: dict[str, str], preds: dict[str, Predi
             + _teacher_student_cka(ok, mat))
 
 
-def _teacher_student_cka(models: list[Model], mat: np.ndarray) -> str:
+def _teacher_student_cka(models: list[ModelEntry], mat: np.ndarray) -> str:
     """A live sentence: CKA of each zoo student to its teacher at T=1 and T=4, when all three are compared."""
     at = {m.recipe: i for i, m in enumerate(models)}
     out = []

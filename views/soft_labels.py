@@ -5,9 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from calibviz.app import (
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    zoo_models,
+)
 from calibviz.augment import AugmentParams, TeacherOnMixed, teacher_on_mixed
 from calibviz.backend import file_digest
-from calibviz.data import DATASET_NAMES, load_dataset
+from calibviz.data import DATASET_NAMES, DataSpec, load_dataset
 from calibviz.plots.soft_labels import (
     METRIC_TITLES,
     class_pair_heatmap,
@@ -23,18 +32,7 @@ from calibviz.soft_labels import (
     order_violations,
     worst_violations,
 )
-from calibviz.st_cache import (
-    Model,
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    spec_label,
-    zoo_entries,
-)
-from calibviz.zoo import default_zoo_dir
+from calibviz.sources import ModelEntry
 
 try:  # temperature scaling lives in the calibrators module; without it the page offers T = 1 and T = 4 only
     from calibviz.calibrators import fit_temperature
@@ -104,7 +102,7 @@ def _gallery(digest: str, _path: str, name: str, spec: str, kind: str, alpha: fl
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _fitted_temperature(digest: str, _entry: Model, val_spec: str) -> float:
+def _fitted_temperature(digest: str, _entry: ModelEntry, val_spec: str) -> float:
     """The teacher's NLL-optimal temperature on the validation split."""
     p = predictions(_entry, val_spec)
     return float(fit_temperature(p.logits, p.labels))
@@ -116,10 +114,10 @@ def _fitted_temperature(digest: str, _entry: Model, val_spec: str) -> float:
 
 
 
-def _teacher_picker(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
+def _teacher_picker(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> list[ModelEntry]:
     """A page-level multiselect of teachers: every runnable checkpoint of the dataset. It starts from (and
     follows changes of) the sidebar's model selection, or the dataset's CE and LS teachers."""
-    options: dict[str, Model] = {e.name: e for e in zoo_entries(str(default_zoo_dir())) if e.dataset == dataset}
+    options: dict[str, ModelEntry] = {e.name: e for e in zoo_models(dataset)}
     options.update({m.name: m for m in sidebar_models})
     key, seen_key = f"{KEY}_teachers_{dataset}", f"_{KEY}_sidebar_{dataset}"
     from_sidebar = [m.name for m in sidebar_models]
@@ -135,7 +133,7 @@ def _teacher_picker(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Mod
     return [options[n] for n in chosen]
 
 
-def _controls(dataset: str, sidebar_models: tuple[Model, ...]) -> tuple[list[Model], dict[str, object]]:
+def _controls(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> tuple[list[ModelEntry], dict[str, object]]:
     """Draw the page's controls; return the teachers and the chosen parameters."""
     c1, c2, c3, c4 = st.columns([3.2, 1.2, 1.6, 1.8])
     with c1:
@@ -183,13 +181,13 @@ def _controls(dataset: str, sidebar_models: tuple[Model, ...]) -> tuple[list[Mod
 # The page
 
 
-def _temperature(entry: Model, dataset: str, choice: str) -> float:
+def _temperature(entry: ModelEntry, dataset: str, choice: str) -> float:
     if choice == "ts":
         return _fitted_temperature(file_digest(entry.path), entry, f"{dataset}:val")
     return float(choice)
 
 
-def _labels(teachers: list[Model]) -> dict[str, str]:
+def _labels(teachers: list[ModelEntry]) -> dict[str, str]:
     """Display names: titles, disambiguated by name where two teachers share one."""
     titles = [m.title for m in teachers]
     return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in teachers}
@@ -233,7 +231,8 @@ def body() -> None:
         return
     shown = {labels[k]: v for k, v in results.items()}
     st.caption(f"{prm['n']} {AUGMENTATIONS[prm['kind']]} samples per teacher, mixed from **{sel.dataset} · "
-               f"{spec_label(spec)}** (the sidebar's split), λ ~ Beta({prm['alpha']:g}, {prm['alpha']:g}) folded "
+               f"{DataSpec.of(spec).label}** (the sidebar's split), λ ~ Beta({prm['alpha']:g}, {prm['alpha']:g}) "
+               "folded "
                f"onto [½, 1], seed {prm['seed']}. *a* is the parent with the larger weight λ, *b* the other; when "
                "both parents have the same class the order is a ≥ every other.")
 

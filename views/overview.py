@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from calibviz.app import explain, guarded, predictions, selection
 from calibviz.metrics import basic_metrics
 from calibviz.plots.overview import metrics_comparison
-from calibviz.st_cache import explain, guarded, predictions, selection, spec_label
 
 st.title("Overview")
 explain(
@@ -45,7 +45,7 @@ def body() -> None:
             "conf − acc": gap,
             "reads as": "over-confident" if gap > 0.01 else "under-confident" if gap < -0.01 else "calibrated",
         })
-    st.subheader(f"Selected models on {sel.dataset} · {spec_label(sel.spec)}")
+    st.subheader(f"Selected models on {sel.dataset} · {sel.data.label}")
     df = pd.DataFrame(rows)
     fmt = {k: "{:.4f}" for k in ("accuracy", "nll", "brier", "ece")} | {"conf − acc": "{:+.4f}"}
     st.table(df.style.format(fmt).hide(axis="index"))

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calibviz.data import DATASET_NAMES
+from calibviz.app import (
+    explain,
+    guarded,
+    predictions,
+    restore_page_state,
+    save_page_state,
+    selection,
+    zoo_models,
+)
+from calibviz.data import DATASET_NAMES, DataSpec
 from calibviz.logit_stats import (
     BANDWIDTH_RULES,
     STATISTICS,
@@ -20,18 +29,7 @@ from calibviz.logit_stats import (
 )
 from calibviz.plots.logits import STYLES, distribution_figure, spread_figure
 from calibviz.predictions import Predictions
-from calibviz.st_cache import (
-    Model,
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    spec_label,
-    zoo_entries,
-)
-from calibviz.zoo import default_zoo_dir
+from calibviz.sources import ModelEntry
 
 KEY = "logits"
 PRESETS = {"sidebar": "Sidebar's models", "distilled": "Full vs distilled data (CE · DM · MDT)",
@@ -76,13 +74,13 @@ def _summary(keys: tuple[tuple[str, str], ...], statistic: str, bins: int, bandw
 # Widgets
 
 
-def _preset_names(preset: str, options: dict[str, Model]) -> list[str]:
+def _preset_names(preset: str, options: dict[str, ModelEntry]) -> list[str]:
     """The option names a quick-compare preset stands for, in the preset's recipe order."""
     recipes = PRESET_RECIPES.get(preset, ())
-    return [n for r in recipes for n, m in options.items() if m.recipe == r and getattr(m, "kind", "") != "bundle"]
+    return [n for r in recipes for n, m in options.items() if m.recipe == r and m.runnable]
 
 
-def _apply_preset(models_key: str, options: dict[str, Model], from_sidebar: list[str]) -> None:
+def _apply_preset(models_key: str, options: dict[str, ModelEntry], from_sidebar: list[str]) -> None:
     """on_change of the quick-compare choice: set the page's model picker."""
     preset = st.session_state[f"{KEY}_quick"]
     if preset == "sidebar":
@@ -96,12 +94,12 @@ def _mark_custom() -> None:
     st.session_state[f"{KEY}_quick"] = "custom"
 
 
-def _model_picker(dataset: str, sidebar_models: tuple[Model, ...]) -> list[Model]:
+def _model_picker(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> list[ModelEntry]:
     """Quick-compare presets and a page-level model picker. It starts from (and follows changes of) the
     sidebar's selection; a preset replaces it by the dataset's CE/DM/MDT or CE/LS checkpoints."""
-    options: dict[str, Model] = {}
+    options: dict[str, ModelEntry] = {}
     if dataset in DATASET_NAMES:
-        options = {e.name: e for e in zoo_entries(str(default_zoo_dir())) if e.dataset == dataset}
+        options = {e.name: e for e in zoo_models(dataset)}
     options.update({m.name: m for m in sidebar_models})
     models_key, seen_key = f"{KEY}_models_{dataset}", f"_{KEY}_sidebar_{dataset}"
     from_sidebar = [m.name for m in sidebar_models]
@@ -159,7 +157,7 @@ def _controls(has_checkpoints: bool) -> dict[str, object]:
 # The page
 
 
-def _labels(models: list[Model]) -> dict[str, str]:
+def _labels(models: list[ModelEntry]) -> dict[str, str]:
     """Display names: titles, disambiguated by name where two models share one."""
     titles = [m.title for m in models]
     return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in models}
@@ -177,7 +175,7 @@ def _evidence_markdown(dataset: str, spec: str, changes: list[SpreadChange], tit
     """The live, honest summary of what the zoo shows for the distilled-data claim, as markdown."""
     ref = changes[0]
     lines = [f"**Does this zoo show the distilled-data effect?** Max logit, all examples of {dataset} · "
-             f"{spec_label(spec)}, computed now. Spread of each distilled-data model against the full-data "
+             f"{DataSpec.of(spec).label}, computed now. Spread of each distilled-data model against the full-data "
              f"**{titles[ref.reference]}** (accuracy {ref.reference_accuracy:.2f}):", ""]
     nb = "\u00a0"  # keep each number with its name and unit on one line
     lines += [f"- **{titles[c.model]}**: std{nb}{_pct(c.std_change)}, IQR{nb}{_pct(c.iqr_change)} →{nb}*{c.verdict}* "
@@ -199,8 +197,7 @@ EVIDENCE_NOTE = ("A spread counts as changed when std and IQR both move by 10 % 
 
 def _zoo_evidence(dataset: str, spec: str, device: str) -> None:
     """Max-logit spread of the zoo's DM and MDT models against its CE model on the current split."""
-    entries = {e.recipe: e for e in zoo_entries(str(default_zoo_dir()))
-               if e.dataset == dataset and e.recipe in EVIDENCE_RECIPES}
+    entries = {e.recipe: e for e in zoo_models(dataset) if e.recipe in EVIDENCE_RECIPES}
     if "ce" not in entries or len(entries) < 2:
         st.caption(f"The zoo has no CE and distilled-data (DM / MDT) checkpoints for {dataset}, so the "
                    "distilled-data claim cannot be checked here.")
@@ -234,7 +231,7 @@ def body() -> None:
     if not models:
         st.warning("Select at least one model (in the sidebar, or in *Models on this page*).")
         return
-    runnable = [m for m in models if getattr(m, "kind", "checkpoint") == "checkpoint"]
+    runnable = [m for m in models if m.runnable]
     prm = _controls(bool(runnable))
     spec, r, stat = sel.spec, float(prm["mask"]), str(prm["stat"])
     labels = _labels(models)
@@ -272,7 +269,7 @@ def body() -> None:
 
     dists = _summary(tuple(keys), stat, int(prm["bins"]), str(prm["bw"]), preds)
     subset = str(prm["subset"])
-    title = f"{dists.label} — {SUBSET_NAMES[subset].lower()} examples of {sel.dataset} · {spec_label(spec)}"
+    title = f"{dists.label} — {SUBSET_NAMES[subset].lower()} examples of {sel.dataset} · {DataSpec.of(spec).label}"
     st.plotly_chart(distribution_figure(dists, subset=subset, style=str(prm["style"]), overlays=overlays,
                                         title=title, legend="below"), width="stretch", key=f"{KEY}_chart")
     st.caption("Each colour is one model; the narrower and taller its curve, the more concentrated the statistic. "

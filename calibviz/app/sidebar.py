@@ -1,0 +1,123 @@
+"""The shared sidebar: dataset, models (the zoo's and the user's uploads), data split, device, and the uploader.
+
+Every page calls `selection()` first: AppTest loses app-level sidebar widgets on rerun under `st.navigation`, so
+each page draws the sidebar itself; the widgets keep their values across pages because their keys are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from calibviz.app.state import keep_sidebar_state
+from calibviz.backend import pick_device
+from calibviz.data import DATASET_NAMES, SPLITS, DataSpec, spec_choices
+from calibviz.diskcache import cache_dir
+from calibviz.formats import FormatError
+from calibviz.sources import ModelEntry, models_of
+from calibviz.uploads import MAX_UPLOAD_BYTES, accept_upload
+from calibviz.zoo import default_zoo_dir, list_zoo
+
+UPLOADED = "uploaded"  # the sidebar group of uploads whose data is not a built-in dataset
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar selected: a dataset, a data spec (split, maybe shifted), models and the device."""
+
+    dataset: str
+    data: DataSpec
+    models: tuple[ModelEntry, ...]
+    device: str
+
+    @property
+    def spec(self) -> str:
+        """The data spec as a string, the form every cache and the command line take."""
+        return str(self.data)
+
+    @property
+    def checkpoints(self) -> tuple[ModelEntry, ...]:
+        """The selected models the backend can re-run (views that mask, shift or mix inputs need these)."""
+        return tuple(m for m in self.models if m.runnable)
+
+
+@st.cache_data(show_spinner=False)
+def _zoo(root: str) -> list[ModelEntry]:
+    return list_zoo(Path(root))
+
+
+def zoo_models(dataset: str | None = None) -> list[ModelEntry]:
+    """The zoo's checkpoints (headers only, cached), all or those of one dataset."""
+    entries = _zoo(str(default_zoo_dir()))
+    return entries if dataset is None else models_of(entries, dataset)
+
+
+def _group(m: ModelEntry) -> str:
+    return m.dataset if m.dataset in DATASET_NAMES else UPLOADED
+
+
+def _upload_box() -> None:
+    """The sidebar's uploader: accepted files join the model list; a bad file gets an error naming the problem
+    and nothing already loaded is lost."""
+    uploads: dict[str, ModelEntry] = st.session_state.setdefault("uploads", {})
+    seen: dict[str, str] = st.session_state.setdefault("_seen_uploads", {})
+    with st.sidebar.expander("Add your own model"):
+        st.caption("A predictions bundle (.npz / .safetensors with logits or probs and labels) or a .safetensors "
+                   f"checkpoint of a registered architecture with a calibviz card; at most "
+                   f"{MAX_UPLOAD_BYTES // 2**20} MB. Nothing is unpickled.")
+        files = st.file_uploader("Upload", type=["npz", "safetensors"], accept_multiple_files=True,
+                                 key="uploader", label_visibility="collapsed")
+        for f in files or []:
+            if f.file_id not in seen:
+                try:
+                    m = accept_upload(f.name, f.getvalue(), cache_dir() / "uploads")
+                    uploads[m.name] = m
+                    seen[f.file_id] = ""
+                except FormatError as e:
+                    seen[f.file_id] = str(e)
+            if seen[f.file_id]:
+                st.error(seen[f.file_id])
+        if uploads:
+            st.caption("Loaded: " + ", ".join(m.title for m in uploads.values()))
+
+
+def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None:
+    """Draw the sidebar (dataset, models, split, device, uploads) and return the selection, or None when there
+    is nothing to show."""
+    entries: list[ModelEntry] = [*zoo_models(), *st.session_state.setdefault("uploads", {}).values()]
+    if not entries:
+        st.sidebar.error(f"No checkpoints found in {default_zoo_dir()}. Build them with `python -m calibviz zoo "
+                         "build`.")
+        _upload_box()
+        return None
+    datasets = sorted({_group(e) for e in entries}, key=lambda d: (d == UPLOADED, d))
+    ds = st.sidebar.radio("Dataset", datasets, key="dataset", horizontal=True)
+    mine = [e for e in entries if _group(e) == ds]
+    by_name = {e.name: e for e in mine}
+    key = f"models_{ds}"
+    if key not in st.session_state:
+        st.session_state[key] = [e.name for e in mine if e.recipe in default_recipes] or [mine[0].name]
+    else:  # keep the user's choice, minus anything that disappeared
+        st.session_state[key] = [n for n in st.session_state[key] if n in by_name]
+    chosen = st.sidebar.multiselect(
+        "Models", list(by_name), key=key, format_func=lambda n: by_name[n].title,
+        help="Checkpoints of the shipped zoo (and your uploads) for this dataset. Pick one or more to compare.")
+    bundle = ds not in DATASET_NAMES
+    choices = {str(s): s for s in spec_choices(ds, bundle=bundle)}
+    spec = st.sidebar.selectbox("Data split", list(choices), key=f"spec_{ds}",
+                                format_func=lambda s: choices[s].label,
+                                help="test/val/train are the fixed splits (val is the calibration split). "
+                                     "The shifted sets are the test split corrupted at severity 1-5.")
+    device = str(pick_device())
+    st.session_state["device"] = device
+    st.sidebar.caption(f"Device: **{device}** · splits: {', '.join(SPLITS)}")
+    _upload_box()
+    return Selection(dataset=ds, data=choices[spec], models=tuple(by_name[n] for n in chosen), device=device)
+
+
+def selection() -> Selection | None:
+    """Draw the shared sidebar and return its selection. Every page calls this first."""
+    keep_sidebar_state()
+    return sidebar()
