@@ -33,3 +33,7 @@ bench: $(DEV_STAMP)
 
 zoo: $(RUNTIME_STAMP)
 	$(VENV)/bin/python -m calibviz zoo build
+
+# remove the content-keyed disk caches (predictions, augmented batches, UMAP); they refill on the next use
+clean-cache:
+	rm -rf "$${CALIBVIZ_CACHE:-$$HOME/.cache/calibviz}"

@@ -135,6 +135,9 @@ def netcal_ts(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def lbfgs_from_1_5(z: np.ndarray, y: np.ndarray) -> float:
+    """The widely copied recipe, written here independently: T = 1.5, torch LBFGS(lr=0.01,
+    max_iter=50), one step on the NLL of z / T; returns the T it stops at (tests/test_calibrators.py
+    checks that it stalls short of the optimum)."""
     zt, yt = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(y)
     t = torch.nn.Parameter(torch.ones(1) * 1.5)
     opt = torch.optim.LBFGS([t], lr=0.01, max_iter=50)
@@ -188,6 +191,8 @@ def bench_ts(cases: list[Case], repeats: int) -> list[Row]:
 
 def odir_objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, lam: float,
                    mu: float) -> float:
+    """Mean NLL of softmax(x W^T + b) plus Kull et al.'s normalised ODIR penalty, in numpy (an independent
+    check of the fitted weights, shared with tests/test_calibrators.py)."""
     c = x.shape[1]
     out = x @ w.T + b
     off = w - np.diag(np.diag(w))
@@ -267,7 +272,9 @@ def method_sources() -> list[tuple[str, object, object, str | None]]:
 
 def bench_methods() -> tuple[list[list[str]], list[list[str]]]:
     """Rows of the methods table and of the MTS table (markdown cells)."""
+    from calibviz.backend import masked_predictions
     from calibviz.calibrators import CALIBRATORS, mts_curve
+    from calibviz.data import DataSpec
     from calibviz.recalibration import recalibration_report
 
     rows, mts_rows = [], []
@@ -287,8 +294,8 @@ def bench_methods() -> tuple[list[list[str]], list[list[str]]]:
                          "yes" if f["nll_worse"] else "", note, f"{sec:.1f}"])
             print(" | ".join(rows[-1]), flush=True)
         if ckpt:
-            ds = ev.meta["data_spec"].split(":")[0]
-            for pt in mts_curve(ckpt, f"{ds}:val", f"{ds}:test", list(MTS_RATIOS)):
+            fits = masked_predictions(ckpt, str(DataSpec.of(ev.meta["data_spec"]).with_split("val")), MTS_RATIOS)
+            for pt in mts_curve(fits, ev):
                 mts_rows.append([name, f"{pt.ratio:.2f}", f"{pt.temperature:.3f}", f"{pt.ece:.4f}",
                                  f"{pt.nll:.4f}"])
                 print(" | ".join(mts_rows[-1]), flush=True)

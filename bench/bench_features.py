@@ -140,7 +140,7 @@ def zoo_numbers(datasets: list[str], mask_ratios: list[float]) -> dict:
     plus CKA between the teachers and their students on test."""
     from calibviz.backend import predict
     from calibviz.features import class_separation, linear_cka
-    from calibviz.logit_stats import logit_stats, summarize_statistic
+    from calibviz.logit_stats import compute_logit_stats, summarize_statistic
     from calibviz.metrics import basic_metrics
 
     out: dict = {}
@@ -153,7 +153,7 @@ def zoo_numbers(datasets: list[str], mask_ratios: list[float]) -> dict:
             row: dict = {}
             for split in ("train", "test"):
                 p = predict(ck, f"{ds}:{split}")
-                s = logit_stats(p)
+                s = compute_logit_stats(p)
                 d = summarize_statistic({r: s}, "max_logit").by_model[r]
                 m = basic_metrics(p.probabilities(), p.labels)
                 row[split] = {"accuracy": m["accuracy"], "ece": m["ece"], "nll": m["nll"],
@@ -175,7 +175,7 @@ def zoo_numbers(datasets: list[str], mask_ratios: list[float]) -> dict:
             ck = REPO / "checkpoints" / ds / f"{r}.safetensors"
             for ratio in [0.0, *mask_ratios]:
                 p = predict(ck, f"{ds}:test", mask_ratio=ratio)
-                d = summarize_statistic({r: logit_stats(p)}, "max_logit").by_model[r]["all"]
+                d = summarize_statistic({r: compute_logit_stats(p)}, "max_logit").by_model[r]["all"]
                 masked[f"{r}@{ratio:g}"] = {"median": d.median, "std": d.std, "iqr": d.iqr,
                                            "ece": basic_metrics(p.probabilities(), p.labels)["ece"]}
         out[ds] = {"recipes": res, "cka_test": cka, "masked_test": masked}

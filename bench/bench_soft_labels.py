@@ -221,10 +221,9 @@ def students(args: argparse.Namespace) -> None:
                   kd_temperature=args.temperature, mixup_alpha=MIXUP_ALPHA)
     recipes = [
         base,
-        replace(base, name="kd_ce_mixup_iso", title="+ isotonic targets",
-                hooks_module="calibviz.soft_labels", target_transform="tree_isotonic"),
+        replace(base, name="kd_ce_mixup_iso", title="+ isotonic targets", target_transform="tree_isotonic"),
         replace(base, name="kd_ce_mixup_pen", title="+ order penalty",
-                hooks_module="calibviz.soft_labels", extra_losses=(("order_penalty", args.penalty),)),
+                extra_losses=(("order_penalty", args.penalty),)),
     ]
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

@@ -9,16 +9,20 @@ cheap and regenerated from the seed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from calibviz.backend import Progress, cache_dir, file_digest, pick_device, run_model
-from calibviz.data import Dataset, load_dataset
-from calibviz.diskcache import atomic_write
+from calibviz.data import Dataset, DataSpec, load_dataset
+from calibviz.diskcache import atomic_write, cache_dir, file_digest
+
+if TYPE_CHECKING:
+    import torch
+
+Progress = Callable[[float, str], None]
 
 KINDS = ("mixup", "cutmix")
 MIX_FORMAT_VERSION = 1
@@ -167,12 +171,13 @@ def _load_cached(path: Path, mix: MixedSamples) -> np.ndarray | None:
     return logits if same else None
 
 
-def teacher_on_mixed(checkpoint: str | Path, data_spec: str, params: AugmentParams, *,
+def teacher_on_mixed(checkpoint: str | Path, data_spec: str | DataSpec, params: AugmentParams, *,
                      device: str | torch.device | None = None, batch_size: int = 2048,
                      use_cache: bool = True, progress: Progress | None = None) -> TeacherOnMixed:
     """Mix one split (`mix_split`) and run a checkpoint over the mixed inputs in batches on `device`
-    (default: CUDA when present), reading and writing the logits in the disk cache."""
-    from calibviz.formats import load_checkpoint, read_card
+    (default: CUDA when present), reading and writing the logits in the disk cache. The backend (and torch)
+    is imported only when the logits are not cached."""
+    from calibviz.formats import read_card
 
     data = load_dataset(data_spec)
     mix = mix_split(data, params)
@@ -186,7 +191,11 @@ def teacher_on_mixed(checkpoint: str | Path, data_spec: str, params: AugmentPara
                 progress(1.0, "loaded from cache")
             return TeacherOnMixed(logits=logits, mix=mix, checkpoint_sha256=digest, card=card)
         path.unlink(missing_ok=True)  # a damaged or stale entry is recomputed
-    dev = device if isinstance(device, torch.device) else pick_device(device)
+    from calibviz.backend import run_model
+    from calibviz.devices import pick_device
+    from calibviz.formats import load_checkpoint
+
+    dev = pick_device(None if device is None else str(device))
     model, card = load_checkpoint(checkpoint, device=dev)
     logits, _ = run_model(model, mix.x, dev, batch_size, progress=progress)
     if use_cache:

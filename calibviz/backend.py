@@ -4,36 +4,21 @@ cached on disk by content (checkpoint sha256 + dataset spec + input mask + forma
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from calibviz.data import DATA_VERSION, SPLITS, DataSpec, load_dataset
+from calibviz.devices import pick_device
 from calibviz.diskcache import atomic_write, cache_dir, file_digest
 from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
 from calibviz.predictions import Predictions
 
 FORMAT_VERSION = 1
-DEVICE_ENV = "CALIBVIZ_DEVICE"
 
 Progress = Callable[[float, str], None]
-
-
-def pick_device(override: str | None = None) -> torch.device:
-    """The device to run on: `override`, else $CALIBVIZ_DEVICE, else CUDA when present, else CPU."""
-    choice = override or os.environ.get(DEVICE_ENV) or ""
-    if choice:
-        try:
-            dev = torch.device(choice)
-        except RuntimeError as e:
-            raise ValueError(f"device {choice!r} is not a valid torch device ({e})") from e
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here")
-        return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def mask_inputs(x: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
@@ -111,3 +96,11 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
     if use_cache:
         atomic_write(cached, lambda tmp: save_bundle(preds, tmp))
     return preds
+
+
+def masked_predictions(checkpoint: str | Path, data_spec: str, ratios: Sequence[float], *, mask_seed: int = 0,
+                       device: str | torch.device | None = None, use_cache: bool = True) -> list[Predictions]:
+    """The checkpoint's predictions on one split with every input element zeroed with probability r, one
+    Predictions per ratio r (0: clean inputs): what masked temperature scaling is fitted on (`mts_curve`)."""
+    return [predict(checkpoint, data_spec, device=device, mask_ratio=float(r), mask_seed=mask_seed,
+                    use_cache=use_cache) for r in ratios]

@@ -8,7 +8,11 @@ Numerics run in float64 torch on any device; numpy goes in and comes out.
 Methods (DESIGN 3): temperature scaling (exact optimum by a bracketing solver), vector and matrix
 scaling, Dirichlet calibration with ODIR (Kull et al. 2019), histogram binning and isotonic
 regression (one-vs-rest, renormalised), ensemble temperature scaling (Zhang et al. 2020) and masked
-temperature scaling (Zhu et al. 2023), which needs the model.
+temperature scaling (Zhu et al. 2023), which is fitted on predictions of masked inputs.
+
+`REGISTRY` holds each calibrator's metadata (label, short label, plain-language description, whether
+it needs the model): adding a calibrator means writing its class and one `CalibratorInfo` entry.
+Nothing here runs a model: MTS takes predictions the backend computed on masked inputs.
 """
 
 from __future__ import annotations
@@ -18,12 +22,19 @@ import inspect
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+from scipy.special import softmax
+
+from calibviz.devices import pick_device
+
+if TYPE_CHECKING:
+    from calibviz.predictions import Predictions
 
 JSON_FORMAT = "calibviz-calibrator"
 JSON_VERSION = 1
@@ -36,8 +47,6 @@ T_MAX = 1e4
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    from calibviz.backend import pick_device
-
     return device if isinstance(device, torch.device) else pick_device(device)
 
 
@@ -68,10 +77,7 @@ def _tensor(a: np.ndarray, dev: torch.device, dtype: torch.dtype = torch.float64
 
 
 def _softmax_np(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(np.asarray(z, dtype=np.float64), axis=1)
 
 
 def softmax_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -98,14 +104,17 @@ class NotFittedError(RuntimeError):
 class Calibrator:
     """Base class: parameter introspection, JSON round trip and the not-fitted check.
 
-    Subclasses set `key`, `label`, `description`, `_fitted_names` (fitted attributes saved to JSON)
-    and implement `fit` and `transform`. Logit-space ones also implement `transform_logits`.
+    Subclasses set `key` and `_fitted_names` (fitted attributes saved to JSON) and implement `fit`
+    and `transform`; logit-space ones also `transform_logits`. Label and description live in `REGISTRY`.
     """
 
     key: ClassVar[str] = ""
-    label: ClassVar[str] = ""
-    description: ClassVar[str] = ""
     _fitted_names: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def label(self) -> str:
+        """The registered display name, e.g. "Temperature scaling"."""
+        return calibrator_info(self.key).label
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their current values (scikit-learn style)."""
@@ -281,13 +290,6 @@ class TemperatureScaling(Calibrator):
     """softmax(z / T) with the single T > 0 that minimises NLL on the fit split (Guo et al. 2017)."""
 
     key = "ts"
-    label = "Temperature scaling"
-    description = (
-        "Divides every logit by one number, the temperature T, chosen to make the fit split's "
-        "log-loss as small as possible. T > 1 softens over-confident predictions, T < 1 sharpens "
-        "under-confident ones. Because every logit is scaled alike, the predicted class never "
-        "changes, so accuracy is untouched. calibviz finds the exact optimal T with a bracketing "
-        "solver rather than stopping wherever a gradient optimiser happens to stop.")
     _fitted_names = ("temperature_",)
 
     def __init__(self, t_min: float = T_MIN, t_max: float = T_MAX, device: str | None = None) -> None:
@@ -328,33 +330,16 @@ class MaskedTemperatureScaling(TemperatureScaling):
     Each input element of the calibration split is zeroed independently with probability
     `mask_ratio` before the forward pass; T is fitted by NLL on those logits. Test inputs are never
     masked: `transform` takes clean logits. `fit(logits, labels)` expects logits that were already
-    computed from masked inputs; `fit_checkpoint` does the masking itself.
+    computed from masked inputs (`calibviz.backend.masked_predictions`); nothing here runs the model.
     """
 
     key = "mts"
-    label = "Masked temperature scaling"
-    description = (
-        "Temperature scaling fitted on a harder version of the calibration data: each input value "
-        "is blanked out with probability r before the model sees it, and T is fitted on those "
-        "predictions. Models trained on distilled data are confident on everything, so plain "
-        "temperature scaling sees too few mistakes to soften them enough; masking the inputs "
-        "reveals that over-confidence. Test inputs are never masked. It needs the model itself, "
-        "not only its saved predictions. The curve of r against ECE shows how the choice of r matters.")
 
     def __init__(self, mask_ratio: float = 0.1, mask_seed: int = 0, t_min: float = T_MIN,
                  t_max: float = T_MAX, device: str | None = None) -> None:
         super().__init__(t_min=t_min, t_max=t_max, device=device)
         self.mask_ratio = mask_ratio
         self.mask_seed = mask_seed
-
-    def fit_checkpoint(self, checkpoint: str | Path, fit_spec: str, *, progress: Any = None,
-                       use_cache: bool = True) -> MaskedTemperatureScaling:
-        """Run the checkpoint on the fit split with inputs masked at `mask_ratio`, then fit T."""
-        from calibviz.backend import predict
-
-        preds = predict(checkpoint, fit_spec, device=self.device, mask_ratio=self.mask_ratio,
-                        mask_seed=self.mask_seed, progress=progress, use_cache=use_cache)
-        return self.fit(preds.scores(), preds.labels)  # type: ignore[return-value]
 
     def fitted_parameters(self) -> dict[str, Any]:
         """{"temperature": T, "at_limit": ..., "mask_ratio": r}."""
@@ -445,8 +430,14 @@ class _AffineCalibrator(Calibrator):
 
     reg_lambda: float | None
     reg_mu: float | None
-    random_state: int
-    device: str | None
+
+    def __init__(self, reg_lambda: float | None = None, reg_mu: float | None = None, random_state: int = 0,
+                 device: str | None = None) -> None:
+        """Strengths None: chosen on held-out fit data (see the class docstring)."""
+        self.reg_lambda = reg_lambda
+        self.reg_mu = reg_mu
+        self.random_state = random_state
+        self.device = device
 
     def _inputs(self, logits: np.ndarray, dev: torch.device) -> torch.Tensor:
         z = _tensor(_check_logits(logits), dev)
@@ -534,12 +525,6 @@ class VectorScaling(_AffineCalibrator):
     """softmax(w * z + b): one scale and one offset per class (Guo et al. 2017)."""
 
     key = "vs"
-    label = "Vector scaling"
-    description = (
-        "Like temperature scaling, but each class gets its own scale and its own offset, fitted "
-        "by log-loss on the fit split. It can correct a model that is over-confident about some "
-        "classes and not others. Because classes are scaled differently, the predicted class can "
-        "change, so accuracy may move a little.")
     _kind = "vector"
 
     def __init__(self, reg_mu: float | None = 0.0, random_state: int = 0, device: str | None = None) -> None:
@@ -560,21 +545,7 @@ class MatrixScaling(_AffineCalibrator):
     Guo et al.'s unregularised matrix scaling, which overfits with many classes."""
 
     key = "ms"
-    label = "Matrix scaling"
-    description = (
-        "A full linear map of the logits, W z + b, fitted by log-loss: C x C + C numbers for C "
-        "classes. It is the most flexible logit-space method. Unpenalised, it overfits badly when "
-        "there are many classes and few fit examples, so by default an ODIR penalty shrinks the "
-        "off-diagonal entries and the offsets, with its strength picked on a held-out quarter of "
-        "the fit split. The predicted class can change.")
     _kind = "matrix"
-
-    def __init__(self, reg_lambda: float | None = None, reg_mu: float | None = None, random_state: int = 0,
-                 device: str | None = None) -> None:
-        self.reg_lambda = reg_lambda
-        self.reg_mu = reg_mu
-        self.random_state = random_state
-        self.device = device
 
 
 class DirichletCalibration(_AffineCalibrator):
@@ -585,23 +556,8 @@ class DirichletCalibration(_AffineCalibrator):
     None are chosen on a held-out quarter of the fit split, as the paper chooses them by validation."""
 
     key = "dirichlet"
-    label = "Dirichlet calibration"
-    description = (
-        "Fits a linear map to the log of the predicted probabilities, W log p + b, which amounts "
-        "to modelling each class's probability vectors with a Dirichlet distribution. An ODIR "
-        "penalty shrinks the off-diagonal entries and the intercepts so it does not overfit with "
-        "many classes; its strength is picked on a held-out quarter of the fit split. It works "
-        "from probabilities alone, so it suits models whose logits were not saved. The predicted "
-        "class can change.")
     _kind = "matrix"
     _on_log_probs = True
-
-    def __init__(self, reg_lambda: float | None = None, reg_mu: float | None = None, random_state: int = 0,
-                 device: str | None = None) -> None:
-        self.reg_lambda = reg_lambda
-        self.reg_mu = reg_mu
-        self.random_state = random_state
-        self.device = device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,12 +571,6 @@ class EnsembleTemperatureScaling(Calibrator):
     (a convex problem in three numbers, solved with SLSQP)."""
 
     key = "ets"
-    label = "Ensemble temperature scaling"
-    description = (
-        "Mixes three predictions: the temperature-scaled one, the original one and a uniform guess "
-        "over all classes, with weights that add up to one, fitted by log-loss. The mix can be "
-        "better calibrated than temperature scaling alone, for example when a few examples are "
-        "confidently wrong. The predicted class never changes.")
     _fitted_names = ("temperature_", "weights_")
 
     def __init__(self, device: str | None = None) -> None:
@@ -695,13 +645,6 @@ class HistogramBinning(Calibrator):
     keeps its midpoint). Rows are then divided by their sum."""
 
     key = "histogram"
-    label = "Histogram binning"
-    description = (
-        "For each class separately, sorts the predicted probabilities into equal-width bins and "
-        "replaces each by how often that class was actually right in its bin on the fit split; "
-        "then rescales each row to sum to one. It is simple and fixes any miscalibration shape, "
-        "but it throws away ranking inside a bin, can change the predicted class, and a bin where "
-        "the class never occurred gives probability zero, which log-loss punishes hard.")
     _fitted_names = ("values_", "counts_")
 
     def __init__(self, n_bins: int = 15) -> None:
@@ -751,13 +694,6 @@ class IsotonicCalibration(Calibrator):
     calibrator needs no scikit-learn object."""
 
     key = "isotonic"
-    label = "Isotonic regression"
-    description = (
-        "For each class separately, fits the best non-decreasing curve from predicted probability "
-        "to observed frequency on the fit split, then rescales each row to sum to one. It is more "
-        "flexible than binning and keeps the order of the probabilities within a class, but it "
-        "needs a fair amount of fit data, can change the predicted class, and can give probability "
-        "zero, which log-loss punishes hard.")
     _fitted_names = ("x_thresholds_", "y_thresholds_")
 
     def __init__(self) -> None:
@@ -803,35 +739,155 @@ class IsotonicCalibration(Calibrator):
 # Registry, persistence and model surgery
 
 
-CALIBRATORS: dict[str, type[Calibrator]] = {
-    "ts": TemperatureScaling,
-    "ets": EnsembleTemperatureScaling,
-    "vs": VectorScaling,
-    "ms": MatrixScaling,
-    "dirichlet": DirichletCalibration,
-    "histogram": HistogramBinning,
-    "isotonic": IsotonicCalibration,
-}
-"""Calibrators that need only logits and labels, by short key. MTS (needs the model) is separate."""
+@dataclass(frozen=True)
+class CalibratorInfo:
+    """One registered calibrator: its class and what the page, the command line and the docs show of it.
 
-METHOD_DESCRIPTIONS: dict[str, str] = {
-    **{k: cls.description for k, cls in CALIBRATORS.items()},
-    "mts": MaskedTemperatureScaling.description,
-}
+    `short` labels the bars of the comparison chart, `fits` says in symbols what is fitted (the docs' table),
+    `description` in words (the page); `needs_model` marks a method fitted on predictions of
+    masked inputs, so it is offered only for models the backend can run (`model_use` says why);
+    `zero_probabilities` one that can give a class probability exactly 0 (`ZERO_PROBABILITY_NOTE`)."""
+
+    cls: type[Calibrator]
+    label: str
+    short: str
+    fits: str
+    description: str
+    needs_model: bool = False
+    model_use: str = ""
+    zero_probabilities: bool = False
+
+    @property
+    def key(self) -> str:
+        """The method's short key (`ts`, `mts`, ...), as in the calibrator JSON."""
+        return self.cls.key
+
+
+REGISTRY: dict[str, CalibratorInfo] = {info.key: info for info in (
+    CalibratorInfo(
+        TemperatureScaling, "Temperature scaling", "TS",
+        fits="one T > 0: softmax(z / T)",
+        description=(
+            "Divides every logit by one number, the temperature T, chosen to make the fit split's "
+            "log-loss as small as possible. T > 1 softens over-confident predictions, T < 1 sharpens "
+            "under-confident ones. Because every logit is scaled alike, the predicted class never "
+            "changes, so accuracy is untouched. calibviz finds the exact optimal T with a bracketing "
+            "solver rather than stopping wherever a gradient optimiser happens to stop."),
+    ),
+    CalibratorInfo(
+        EnsembleTemperatureScaling, "Ensemble temperature scaling", "ETS",
+        fits="w₁·TS + w₂·uncalibrated + w₃·uniform, weights on the simplex (Zhang et al. 2020)",
+        description=(
+            "Mixes three predictions: the temperature-scaled one, the original one and a uniform guess "
+            "over all classes, with weights that add up to one, fitted by log-loss. The mix can be "
+            "better calibrated than temperature scaling alone, for example when a few examples are "
+            "confidently wrong. The predicted class never changes."),
+    ),
+    CalibratorInfo(
+        VectorScaling, "Vector scaling", "VS",
+        fits="softmax(w ⊙ z + b)",
+        description=(
+            "Like temperature scaling, but each class gets its own scale and its own offset, fitted "
+            "by log-loss on the fit split. It can correct a model that is over-confident about some "
+            "classes and not others. Because classes are scaled differently, the predicted class can "
+            "change, so accuracy may move a little."),
+    ),
+    CalibratorInfo(
+        MatrixScaling, "Matrix scaling", "MS",
+        fits=("softmax(W z + b) with ODIR (MS-ODIR, Kull et al. 2019); `reg_lambda=reg_mu=0` gives Guo et al.'s "
+              "plain MS"),
+        description=(
+            "A full linear map of the logits, W z + b, fitted by log-loss: C x C + C numbers for C "
+            "classes. It is the most flexible logit-space method. Unpenalised, it overfits badly when "
+            "there are many classes and few fit examples, so by default an ODIR penalty shrinks the "
+            "off-diagonal entries and the offsets, with its strength picked on a held-out quarter of "
+            "the fit split. The predicted class can change."),
+    ),
+    CalibratorInfo(
+        DirichletCalibration, "Dirichlet calibration", "Dir.",
+        fits="softmax(W log p + b) with ODIR (Kull et al. 2019)",
+        description=(
+            "Fits a linear map to the log of the predicted probabilities, W log p + b, which amounts "
+            "to modelling each class's probability vectors with a Dirichlet distribution. An ODIR "
+            "penalty shrinks the off-diagonal entries and the intercepts so it does not overfit with "
+            "many classes; its strength is picked on a held-out quarter of the fit split. It works "
+            "from probabilities alone, so it suits models whose logits were not saved. The predicted "
+            "class can change."),
+    ),
+    CalibratorInfo(
+        HistogramBinning, "Histogram binning", "Hist.",
+        fits="one-vs-rest, equal-width bins closed on the right, renormalised",
+        zero_probabilities=True,
+        description=(
+            "For each class separately, sorts the predicted probabilities into equal-width bins and "
+            "replaces each by how often that class was actually right in its bin on the fit split; "
+            "then rescales each row to sum to one. It is simple and fixes any miscalibration shape, "
+            "but it throws away ranking inside a bin, can change the predicted class, and a bin where "
+            "the class never occurred gives probability zero, which log-loss punishes hard."),
+    ),
+    CalibratorInfo(
+        IsotonicCalibration, "Isotonic regression", "Iso.",
+        fits="one-vs-rest isotonic regression (scikit-learn), renormalised",
+        zero_probabilities=True,
+        description=(
+            "For each class separately, fits the best non-decreasing curve from predicted probability "
+            "to observed frequency on the fit split, then rescales each row to sum to one. It is more "
+            "flexible than binning and keeps the order of the probabilities within a class, but it "
+            "needs a fair amount of fit data, can change the predicted class, and can give probability "
+            "zero, which log-loss punishes hard."),
+    ),
+    CalibratorInfo(
+        MaskedTemperatureScaling, "Masked temperature scaling", "MTS",
+        fits="TS fitted on logits of masked calibration inputs (Zhu et al. 2023)",
+        needs_model=True, model_use="masks the model's inputs and runs it again",
+        description=(
+            "Temperature scaling fitted on a harder version of the calibration data: each input value "
+            "is blanked out with probability r before the model sees it, and T is fitted on those "
+            "predictions. Models trained on distilled data are confident on everything, so plain "
+            "temperature scaling sees too few mistakes to soften them enough; masking the inputs "
+            "reveals that over-confidence. Test inputs are never masked. It needs the model itself, "
+            "not only its saved predictions. The curve of r against ECE shows how the choice of r matters."),
+    ),
+)}
+"""Every calibrator by key, in the order the page offers them: the one place a calibrator is registered."""
+
+CALIBRATORS: dict[str, type[Calibrator]] = {k: i.cls for k, i in REGISTRY.items() if not i.needs_model}
+"""Calibrators that need only logits and labels, by short key (MTS, which needs the model, is not among them)."""
+
+METHOD_DESCRIPTIONS: dict[str, str] = {k: i.description for k, i in REGISTRY.items()}
 """One plain-language paragraph per method key, MTS included, for the page."""
+
+ZERO_PROBABILITY_NOTE = (
+    "**Histogram binning and isotonic regression can make NLL worse** even when they lower ECE: where a class "
+    "never occurred in a bin (or a stretch of the isotonic curve) of the fit split, they give it probability "
+    "exactly zero, and log-loss charges log(1e12) ≈ 27.6 nats for every evaluation example that then turns out to "
+    "be that class.")
+"""Why the registry's `zero_probabilities` methods can make NLL worse, for the page."""
+
+
+def registry_table() -> str:
+    """The registry as the markdown table in docs/calibrators.md (`python -m calibviz.calibrators` prints it; a
+    test fails when the docs differ)."""
+    rows = ["| key | class | label | short | what it fits | needs the model |", "|---|---|---|---|---|---|"]
+    for k, i in REGISTRY.items():
+        model = f"yes: it {i.model_use}" if i.needs_model else ""
+        rows.append(f"| `{k}` | `{i.cls.__name__}` | {i.label} | {i.short} | {i.fits} | {model} |")
+    return "\n".join(rows)
+
+
+def calibrator_info(method: str) -> CalibratorInfo:
+    """The registry entry of a method key; ValueError naming the known keys for any other."""
+    if method not in REGISTRY:
+        raise ValueError(f"calibration method {method!r} is unknown; known: {list(REGISTRY)}")
+    return REGISTRY[method]
 
 
 def _class_of(method: str) -> type[Calibrator]:
-    if method == MaskedTemperatureScaling.key:
-        return MaskedTemperatureScaling
-    if method not in CALIBRATORS:
-        raise ValueError(f"calibration method {method!r} is unknown; known: "
-                         f"{[*CALIBRATORS, MaskedTemperatureScaling.key]}")
-    return CALIBRATORS[method]
+    return calibrator_info(method).cls
 
 
 def make_calibrator(method: str, **params: Any) -> Calibrator:
-    """An unfitted calibrator from its short key (ts, ets, vs, ms, dirichlet, histogram, isotonic, mts)."""
+    """An unfitted calibrator from its key in `REGISTRY` (ts, ets, vs, ms, dirichlet, histogram, isotonic, mts)."""
     return _class_of(method)(**params)
 
 
@@ -909,25 +965,27 @@ class MTSPoint:
     nll: float
 
 
-def mts_curve(checkpoint: str | Path, fit_spec: str, eval_spec: str, ratios: list[float] | tuple[float, ...],
-              *, n_bins: int = 15, mask_seed: int = 0, device: str | None = None,
-              use_cache: bool = True) -> list[MTSPoint]:
-    """ECE and NLL on the (never masked) evaluation split for MTS fitted at each mask ratio r.
-
-    r = 0 is plain temperature scaling. Showing the whole curve avoids picking r on the test split.
-    """
-    from calibviz.backend import predict
+def mts_curve(fits: Sequence[Predictions], eval: Predictions, *, n_bins: int = 15,
+              device: str | None = None) -> list[MTSPoint]:
+    """ECE and NLL on the (never masked) evaluation split of MTS fitted on each of `fits`: the fit split's
+    predictions with inputs masked at one ratio r each (their meta's mask_ratio and mask_seed; r = 0 is plain
+    temperature scaling), e.g. from `calibviz.backend.masked_predictions`. The whole curve avoids picking r on
+    the test split."""
     from calibviz.metrics import ece, nll
 
-    ev = predict(checkpoint, eval_spec, device=device, use_cache=use_cache)
-    z_eval = ev.scores()
+    z_eval = eval.scores()
     out = []
-    for r in ratios:
-        cal = MaskedTemperatureScaling(mask_ratio=float(r), mask_seed=mask_seed, device=device)
+    for fit in fits:
+        r = float(fit.meta.get("mask_ratio", 0.0))
+        cal = MaskedTemperatureScaling(mask_ratio=r, mask_seed=int(fit.meta.get("mask_seed", 0)), device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            cal.fit_checkpoint(checkpoint, fit_spec, use_cache=use_cache)
+            cal.fit(fit.scores(), fit.labels)
         p = cal.transform(z_eval)
-        out.append(MTSPoint(ratio=float(r), temperature=float(cal.temperature_),
-                            ece=ece(p, ev.labels, n_bins), nll=nll(p, ev.labels)))
+        out.append(MTSPoint(ratio=r, temperature=float(cal.temperature_), ece=ece(p, eval.labels, n_bins),
+                            nll=nll(p, eval.labels)))
     return out
+
+
+if __name__ == "__main__":
+    print(registry_table())

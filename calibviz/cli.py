@@ -62,12 +62,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     """Fit a calibrator on one split and report before/after on another."""
-    from calibviz.calibrators import save_calibrator
+    from calibviz.calibrators import calibrator_info, save_calibrator
     from calibviz.recalibration import fit_and_report
 
-    if args.method == "mts" and not is_checkpoint(args.path):
-        raise ValueError("method 'mts' masks the model's inputs, so it needs a checkpoint, not a predictions bundle")
-    mask = args.mask_ratio if args.method == "mts" else 0.0
+    info = calibrator_info(args.method)
+    if info.needs_model and not is_checkpoint(args.path):
+        raise ValueError(f"method {args.method!r} ({info.label}) {info.model_use}, so it needs a checkpoint, not a "
+                         "predictions bundle")
+    mask = args.mask_ratio if info.needs_model else 0.0
     fit = load_predictions(args.path, args.fit_split, args.device, mask_ratio=mask)
     ev = load_predictions(args.path, args.eval_split, args.device)
     out, cal = fit_and_report(fit, ev, args.method, n_bins=args.bins, n_boot=args.boot)
@@ -144,12 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("recalibrate", help="fit a calibrator on one split, report before/after on another")
     c.add_argument("path")
-    c.add_argument("--method", required=True)
+    c.add_argument("--method", required=True,
+                   help="a calibrator key from calibviz.calibrators.REGISTRY, e.g. ts or mts (an unknown key is an "
+                        "error that lists them all)")
     c.add_argument("--fit-split", default="val")
     c.add_argument("--eval-split", default="test")
     c.add_argument("--bins", type=int, default=15)
     c.add_argument("--save", default=None, help="write the fitted calibrator as JSON here")
-    c.add_argument("--mask-ratio", type=float, default=0.1, help="input mask ratio r for --method mts")
+    c.add_argument("--mask-ratio", type=float, default=0.1,
+                   help="input mask ratio r for a method that needs the model (mts)")
     c.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals (0: none)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_recalibrate)

@@ -11,13 +11,14 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from calibviz.data import DataSpec, load_dataset
 from calibviz.diskcache import atomic_write
 from calibviz.predictions import Predictions
 
@@ -87,6 +88,31 @@ class UmapEmbedding:
     coords: np.ndarray
     from_cache: bool
     seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding2D:
+    """Points to draw in 2-D: row indices into the predictions, their (n, 2) coords, axis titles and the method."""
+
+    rows: np.ndarray
+    coords: np.ndarray
+    axes: tuple[str, str]
+    method: str
+
+    @classmethod
+    def from_umap(cls, emb: UmapEmbedding) -> Embedding2D:
+        """A 2-D UMAP embedding's points, with plain 'UMAP 1' / 'UMAP 2' axes (its distances carry no units)."""
+        return cls(emb.indices, emb.coords, ("UMAP 1", "UMAP 2"), "UMAP")
+
+
+def pca_embedding(preds: Predictions, sample_size: int | None) -> Embedding2D:
+    """The stratified sample's rows (`stratified_sample`, seed 0; the rows UMAP embeds) at their 2-D PCA
+    coordinates, PCA being fitted on all rows; the axes say each component's share of the variance."""
+    if preds.features is None:
+        raise ValueError(f"{preds.name}: these predictions carry no 'features' array")
+    rows = stratified_sample(preds.labels, sample_size, seed=0)
+    coords, ratio = pca(preds.features, q=2)
+    return Embedding2D(rows, coords[rows], (f"PC1 ({ratio[0]:.0%} of variance)", f"PC2 ({ratio[1]:.0%})"), "PCA")
 
 
 def stratified_sample(labels: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
@@ -291,6 +317,30 @@ def gallery_rows(preds: Predictions, rows: ArrayLike, k: int = 24) -> np.ndarray
     return r[order[:k]]
 
 
+@dataclass(frozen=True, eq=False)
+class SelectedInputs:
+    """The inputs of points picked on a chart, in gallery order: x (n, *input_shape) and one caption each."""
+
+    x: np.ndarray
+    captions: list[str]
+
+
+def selected_inputs(preds: Predictions, data: str | DataSpec, ids: ArrayLike, k: int = 24) -> SelectedInputs | None:
+    """Up to k inputs of the points with sample `ids` (a built-in dataset's split `data`, the one `preds` was made
+    on), ordered by `gallery_rows` and captioned 'label→prediction confidence'; None when none of them is found."""
+    if preds.sample_id is None:
+        raise ValueError(f"{preds.name}: these predictions carry no sample ids to find the inputs by")
+    ds = load_dataset(data)
+    prow = gallery_rows(preds, rows_for_sample_ids(preds.sample_id, ids), k)
+    xrow = rows_for_sample_ids(ds.sample_id, preds.sample_id[prow])
+    if prow.size == 0 or xrow.size != prow.size:
+        return None
+    probs = preds.probabilities()[prow]
+    names = preds.class_names
+    caps = [f"{names[int(y)]}→{names[int(q)]} {c:.2f}"
+            for y, q, c in zip(preds.labels[prow], probs.argmax(1), probs.max(1), strict=True)]
+    return SelectedInputs(ds.x[xrow], caps)
+
 # ------------------------------------------------------------------------ Müller template projection
 
 @dataclass(frozen=True, eq=False)
@@ -355,9 +405,15 @@ def template_projection(features: ArrayLike, labels: np.ndarray, head_weight: np
                               sample_id=ids, vertices=vertices, basis=basis)
 
 
+def has_template_inputs(preds: Predictions) -> bool:
+    """Whether the predictions carry what the template projection needs: penultimate features and the head's
+    weights."""
+    return preds.features is not None and preds.head_weight is not None
+
+
 def template_projection_for(preds: Predictions, classes: tuple[int, int, int]) -> TemplateProjection:
     """The template projection of a Predictions' features with its head weight and bias."""
-    if preds.features is None or preds.head_weight is None:
+    if not has_template_inputs(preds):
         raise ValueError(f"{preds.name}: the template projection needs 'features' and 'head_weight'")
     return template_projection(preds.features, preds.labels, preds.head_weight, preds.head_bias, classes,
                                sample_id=preds.sample_id)
@@ -414,6 +470,14 @@ def class_separation(features: ArrayLike, labels: ArrayLike) -> float:
     return 1.0 - within / total
 
 
+def class_separation_for(preds: Predictions | None) -> float:
+    """`class_separation` of a Predictions' features and labels; NaN when there are no predictions or features
+    (a table shows it as missing)."""
+    if preds is None or preds.features is None:
+        return float("nan")
+    return class_separation(preds.features, preds.labels)
+
+
 # ------------------------------------------------------------------------------------- linear CKA
 
 def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
@@ -432,6 +496,16 @@ def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
     return float(cross / denom)
 
 
+def same_rows(preds: Sequence[Predictions]) -> bool:
+    """Whether the predictions cover the same examples in the same order, as CKA needs: equal row counts, and
+    equal sample ids (or none carries sample ids)."""
+    if not preds:
+        return True
+    ids = [p.sample_id for p in preds]
+    return all(p.n == preds[0].n for p in preds) and (
+        all(i is None for i in ids) or all(i is not None and np.array_equal(i, ids[0]) for i in ids))
+
+
 def cka_matrix(features: list[ArrayLike]) -> np.ndarray:
     """(M, M) matrix of linear CKA between every pair of M feature matrices (rows aligned)."""
     m = len(features)
@@ -440,3 +514,12 @@ def cka_matrix(features: list[ArrayLike]) -> np.ndarray:
         for j in range(i + 1, m):
             out[i, j] = out[j, i] = linear_cka(features[i], features[j])
     return out
+
+
+def cka_matrix_for(preds: Sequence[Predictions]) -> np.ndarray:
+    """`cka_matrix` of the predictions' features; their rows must be the same examples (`same_rows`)."""
+    if not same_rows(preds):
+        raise ValueError("CKA needs the same examples, in the same order, for every model")
+    if any(p.features is None for p in preds):
+        raise ValueError("CKA needs penultimate features for every model")
+    return cka_matrix([p.features for p in preds])

@@ -8,7 +8,7 @@ Everything here is plain numpy data; `calibviz.plots.logits` draws it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +91,7 @@ def logit_stats_from_arrays(logits: np.ndarray, labels: np.ndarray) -> LogitStat
     )
 
 
-def logit_stats(preds: Predictions) -> LogitStats:
+def compute_logit_stats(preds: Predictions) -> LogitStats:
     """Per-example statistics of a Predictions object (its logits, or log of clipped probabilities)."""
     return logit_stats_from_arrays(preds.scores(), preds.labels)
 
@@ -208,6 +208,17 @@ def summarize_statistic(stats: Mapping[str, LogitStats], statistic: str,
                                   params=params)
 
 
+def statistic_distributions(preds: Mapping[str, Predictions], statistic: str,
+                            params: KdeParams = KdeParams()) -> StatisticDistributions:
+    """`summarize_statistic` of each named model's predictions: the distributions one overlay draws."""
+    return summarize_statistic({name: compute_logit_stats(p) for name, p in preds.items()}, statistic, params)
+
+
+def masked_name(name: str, ratio: float) -> str:
+    """The display name of a model's masked-input variant, e.g. 'CE teacher · 30% masked'."""
+    return f"{name} · {ratio:.0%} masked"
+
+
 def concentration_rows(dists: StatisticDistributions) -> list[dict[str, float | int | str]]:
     """Table rows (one per model and subset) of n, mean, median, std and IQR: the concentration
     numbers a page shows next to the overlay."""
@@ -217,6 +228,20 @@ def concentration_rows(dists: StatisticDistributions) -> list[dict[str, float | 
             rows.append({"model": name, "subset": sub, "n": d.n, "mean": d.mean, "median": d.median,
                          "std": d.std, "iqr": d.iqr})
     return rows
+
+
+def concentration_table(dists: StatisticDistributions, overlays: Mapping[str, str] | None = None,
+                        mask_ratio: float = 0.0) -> list[dict[str, float | int | str]]:
+    """The concentration rows as a page shows them: model, inputs, examples, n, mean, median, std, IQR, subset-major
+    in the models' order. An overlay (masked-input variant) row names its base model and `r% masked` inputs."""
+    overlays = overlays or {}
+    order = {s: i for i, s in enumerate(SUBSETS)}
+    names = list(dists.by_model)
+    rows = sorted(concentration_rows(dists), key=lambda r: (order[str(r["subset"])], names.index(str(r["model"]))))
+    return [{"model": overlays.get(str(r["model"]), r["model"]),
+             "inputs": f"{mask_ratio:.0%} masked" if r["model"] in overlays else "clean",
+             "examples": r["subset"], "n": r["n"], "mean": r["mean"], "median": r["median"], "std": r["std"],
+             "IQR": r["iqr"]} for r in rows]
 
 
 SPREAD_VERDICTS = ("more concentrated", "about the same", "more spread out", "mixed")
@@ -273,3 +298,22 @@ def spread_changes(dists: StatisticDistributions, reference: str, subset: str = 
         out.append(SpreadChange(model=name, reference=reference, std_change=float(std_c), iqr_change=float(iqr_c),
                                 accuracy=_accuracy(subs), reference_accuracy=_accuracy(ref), verdict=verdict))
     return out
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.0%}".replace("-", "−").replace("%", "\u00a0%")
+
+
+def distilled_data_evidence(where: str, changes: Sequence[SpreadChange], titles: Mapping[str, str],
+                            conclusion: str) -> str:
+    """The markdown summary of the distilled-data claim on `where` (e.g. 'digits · test'): each distilled-data
+    model's max-logit spread against the full-data reference (`changes[0].reference`), then 'So ' + `conclusion`
+    (the verdict sentence of `findings.distilled_data_finding`)."""
+    ref = changes[0]
+    lines = [f"**Does this zoo show the distilled-data effect?** Max logit, all examples of {where}, computed now. "
+             f"Spread of each distilled-data model against the full-data **{titles[ref.reference]}** (accuracy "
+             f"{ref.reference_accuracy:.2f}):", ""]
+    nb = "\u00a0"  # keep each number with its name and unit on one line
+    lines += [f"- **{titles[c.model]}**: std{nb}{_pct(c.std_change)}, IQR{nb}{_pct(c.iqr_change)} "
+              f"→{nb}*{c.verdict}* (accuracy {c.accuracy:.2f})" for c in changes]
+    return "\n".join([*lines, "", f"So {conclusion}"])

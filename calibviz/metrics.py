@@ -5,16 +5,21 @@ equal-width bins, ranks for equal-mass bins) and `bin_sums` (scatter_add of coun
 bin). Bootstrap resamples are multinomial counts used as weights through the same kernel, so no
 Python loop runs over resamples. Functions return plain numbers, numpy arrays or small dataclasses.
 
-Default convention (DESIGN 3): top-label, 15 equal-width bins closed on the right, (lo, hi], with 0
+Default convention (docs/metrics.md): top-label, 15 equal-width bins closed on the right, (lo, hi], with 0
 in the first bin. Every result names the convention it used.
+
+`METRICS` is the registry of the report's metrics: one `MetricInfo` each (key, label, gloss, definition,
+bins, direction, and how one evaluation pass computes it). The JSON keys, the bootstrap, the Reliability
+page's table and the table in docs/metrics.md all follow from it.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -882,14 +887,132 @@ def _resample_weights(n: int, bootstrap: Bootstrap, device: torch.device) -> Ite
         done += r
 
 
-METRIC_KEYS = ("accuracy", "nll", "brier", "ece", "rmsce", "mce", "ece_mass", "rmsce_mass", "mce_mass",
-               "classwise_ece_mean", "classwise_ece_sum", "debiased_l2_ce", "smooth_ece", "auroc", "aurc")
+class _Evaluation:
+    """One evaluation of every metric: the point estimates (weights None) or a batch of resample weights (R, N).
+
+    Sums that several metrics share (the equal-width bins of ECE, RMSCE and MCE, say) are computed once, on first use.
+    """
+
+    def __init__(self, state: _MetricState, weights: torch.Tensor | None):
+        self.state, self.w = state, weights
+
+    def shaped(self, v: torch.Tensor) -> torch.Tensor:
+        """`v` (1, ...) or (R, ...) as evaluate returns it: without the leading 1 for the point estimates."""
+        return v.squeeze(0) if self.w is None else v
+
+    @cached_property
+    def means(self) -> torch.Tensor:
+        """(Weighted) means of correct, NLL and Brier rows: (3,), or (3, R)."""
+        rows, w = self.state.rows, self.w
+        return rows.mean(1) if w is None else (w @ rows.T).T / w.sum(1)
+
+    @cached_property
+    def width(self) -> dict[str, torch.Tensor]:
+        """ECE, RMSCE, MCE and debiased L2 of the top label, equal-width bins."""
+        s = self.state
+        return _errors_from_sums(bin_sums(s.idx_width, s.n_bins, [s.conf, s.corr], self.w))
+
+    @cached_property
+    def mass(self) -> dict[str, torch.Tensor]:
+        """The same, equal-mass bins (recomputed for each resample from its weights)."""
+        s = self.state
+        idx = s.idx_mass if self.w is None else bin_index(s.conf, s.mass, weights=self.w)
+        return _errors_from_sums(bin_sums(idx, s.n_bins, [s.conf, s.corr], self.w))
+
+    @cached_property
+    def classwise(self) -> torch.Tensor:
+        """Per-class ECE, equal-width bins: (C,), or (R, C)."""
+        s = self.state
+        _, sp, sy = s.classwise.sums(self.w, counts=False)
+        total = float(s.conf.shape[0]) if self.w is None else self.w.sum(1, keepdim=True)
+        return (sp - sy).abs().sum(-1) / total
+
+    def smooth_ece(self) -> torch.Tensor:
+        """Smooth ECE; the point estimate chooses the grid that the resamples then reuse."""
+        s, w = self.state, self.w
+        if w is None:
+            spec, tot, sigma, s.smooth_grid = _solve_smooth(s.conf, s.corr)
+            return _smece_at(spec[0], tot, sigma)
+        res = _spectrum(_grid_hist(s.conf, _smooth_columns(s.conf, s.corr, False), s.smooth_grid, w))[:, 0]
+        tot = w.sum(1)
+        return _smece_at(res, tot, _fixed_point_sigma(res, tot, BOOT_SIGMA_ITERS))
+
+    @cached_property
+    def error_groups(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tie groups holding errors, as `_Ranked.error_groups` gives them (for AUROC and AURC)."""
+        return self.state.ranked.error_groups(self.w)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric of the report: its JSON key, how people read it, and how an evaluation pass computes it.
+
+    `what` is the page's one-line gloss ({width} and {mass} stand for the bins used); `definition` is the
+    docs' exact definition (Markdown). `binning` names the bins it uses, None for unbinned metrics.
+    """
+
+    key: str
+    label: str
+    what: str
+    definition: str
+    binning: Literal["width", "mass"] | None
+    lower_is_better: bool
+    compute: Callable[[_Evaluation], torch.Tensor] = field(repr=False, compare=False)
+
+    def describe(self, n_bins: int) -> str:
+        """`what` with the bins spelled out, e.g. '..., 15 equal-width bins'."""
+        return self.what.format(width=f"{n_bins} equal-width bins", mass=f"{n_bins} equal-mass bins")
+
+
+# Every metric of the report, in report and table order. Adding a metric is one entry here; the JSON keys
+# (METRIC_KEYS), the bootstrap, the Reliability page's table and the table in docs/metrics.md follow from it.
+METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo("accuracy", "Accuracy", "share of correct top-label predictions",
+               "share of correct rows", None, False, lambda e: e.means[0]),
+    MetricInfo("nll", "NLL", "mean −log p(label)",
+               "mean `-log p_label`, probabilities clipped at 1e-12", None, True, lambda e: e.means[1]),
+    MetricInfo("brier", "Brier", "mean Σ_k (p_k − 1[k = label])²",
+               "mean over rows of `sum_k (p_k - 1[k = label])^2` (multiclass, summed over classes)", None, True,
+               lambda e: e.means[2]),
+    MetricInfo("ece", "ECE", "Σ_b n_b/N·|conf_b − acc_b|, {width}",
+               "`sum_b n_b/N * abs(conf_b - acc_b)`", "width", True, lambda e: e.width["ece"]),
+    MetricInfo("rmsce", "RMSCE", "root of Σ_b n_b/N·(conf_b − acc_b)², {width}",
+               "`sqrt(sum_b n_b/N * (conf_b - acc_b)^2)`", "width", True, lambda e: e.width["rmsce"]),
+    MetricInfo("mce", "MCE", "largest |conf_b − acc_b|, {width}",
+               "`max` over non-empty bins of `abs(conf_b - acc_b)`", "width", True, lambda e: e.width["mce"]),
+    MetricInfo("ece_mass", "ECE (equal-mass)", "as ECE, {mass}",
+               "as `ece`", "mass", True, lambda e: e.mass["ece"]),
+    MetricInfo("rmsce_mass", "RMSCE (equal-mass)", "as RMSCE, {mass}",
+               "as `rmsce`", "mass", True, lambda e: e.mass["rmsce"]),
+    MetricInfo("mce_mass", "MCE (equal-mass)", "as MCE, {mass}",
+               "as `mce`", "mass", True, lambda e: e.mass["mce"]),
+    MetricInfo("debiased_l2_ce", "Debiased L2 CE", "Kumar et al. 2019, RMSCE minus its sampling bias, {mass}",
+               "Kumar, Liang & Ma 2019: `sqrt(max(0, sum_b n_b/N [(conf_b - acc_b)^2 - acc_b (1 - acc_b) / "
+               "(n_b - 1)]))`; bins of one row keep their plug-in term", "mass", True,
+               lambda e: e.mass["debiased_l2_ce"]),
+    MetricInfo("classwise_ece_mean", "Classwise ECE (mean)", "ECE of p_k for each class k, averaged; {width}",
+               "for each class k, bin `p_k` against `1[label = k]`, `ECE_k = sum_b n_b/N * abs(mean p_k - freq_b)`; "
+               "then the mean over classes", "width", True, lambda e: e.classwise.mean(-1)),
+    MetricInfo("classwise_ece_sum", "Classwise ECE (sum)", "the same, summed over classes (Kull et al. 2019)",
+               "as `classwise_ece_mean`, summed over classes (Kull et al. 2019)", "width", True,
+               lambda e: e.classwise.sum(-1)),
+    MetricInfo("smooth_ece", "Smooth ECE", "Błasiok & Nakkiran 2023: kernel instead of bins, no bin count",
+               "Błasiok & Nakkiran 2023, see [Smooth ECE](#smooth-ece)", None, True, _Evaluation.smooth_ece),
+    MetricInfo("auroc", "AUROC", "how well confidence separates right from wrong (higher is better)",
+               "AUROC of the confidence for telling correct from wrong rows (Mann–Whitney; ties count 1/2); "
+               "`null` when every row is correct, or every row is wrong", None, False,
+               lambda e: e.shaped(_auroc(*e.error_groups))),
+    MetricInfo("aurc", "AURC", "mean error rate among the k most confident, over k (lower is better)",
+               "area under the risk–coverage curve: the mean over `k = 1..N` of the error rate among the `k` most "
+               "confident rows", None, True, lambda e: e.shaped(_aurc(*e.error_groups, e.state.ranked.harmonic))),
+)
+METRIC_KEYS: tuple[str, ...] = tuple(m.key for m in METRICS)
 
 
 class _MetricState:
-    """Per-row quantities computed once; `evaluate(weights)` gives every metric for a batch of
-    resample weights (R, N) or, with weights None, the point estimates. Evaluate the point
-    estimates first: they choose the smooth-ECE grid that the resamples reuse."""
+    """Per-row quantities computed once; `evaluate(weights)` gives every metric of METRICS for a batch of
+    resample weights (R, N) or, with weights None, the point estimates. Evaluate the point estimates first:
+    they choose the smooth-ECE grid that the resamples reuse."""
 
     def __init__(self, p: torch.Tensor, y: torch.Tensor, n_bins: int):
         self.n_bins = n_bins
@@ -906,36 +1029,8 @@ class _MetricState:
         self.smooth_grid = 1025
 
     def evaluate(self, w: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        cols = [self.conf, self.corr]
-        out: dict[str, torch.Tensor] = {}
-        if w is None:
-            means = self.rows.mean(1)
-            idx_mass = self.idx_mass
-        else:
-            means = (w @ self.rows.T).T / w.sum(1)
-            idx_mass = bin_index(self.conf, self.mass, weights=w)
-        out["accuracy"], out["nll"], out["brier"] = means[0], means[1], means[2]
-        ew = _errors_from_sums(bin_sums(self.idx_width, self.n_bins, cols, w))
-        em = _errors_from_sums(bin_sums(idx_mass, self.n_bins, cols, w))
-        out.update(ece=ew["ece"], rmsce=ew["rmsce"], mce=ew["mce"], ece_mass=em["ece"],
-                   rmsce_mass=em["rmsce"], mce_mass=em["mce"], debiased_l2_ce=em["debiased_l2_ce"])
-        _, sp, sy = self.classwise.sums(w, counts=False)
-        total = float(self.conf.shape[0]) if w is None else w.sum(1, keepdim=True)
-        per_class = (sp - sy).abs().sum(-1) / total
-        out["classwise_ece_mean"], out["classwise_ece_sum"] = per_class.mean(-1), per_class.sum(-1)
-        if w is None:
-            spec, tot, sigma, self.smooth_grid = _solve_smooth(self.conf, self.corr)
-            out["smooth_ece"] = _smece_at(spec[0], tot, sigma)
-        else:
-            res = _spectrum(_grid_hist(self.conf, _smooth_columns(self.conf, self.corr, False),
-                                       self.smooth_grid, w))[:, 0]
-            tot = w.sum(1)
-            out["smooth_ece"] = _smece_at(res, tot, _fixed_point_sigma(res, tot, BOOT_SIGMA_ITERS))
-        groups = self.ranked.error_groups(w)
-        out["auroc"] = _auroc(*groups).squeeze(0) if w is None else _auroc(*groups)
-        aurc_ = _aurc(*groups, self.ranked.harmonic)
-        out["aurc"] = aurc_.squeeze(0) if w is None else aurc_
-        return out
+        ev = _Evaluation(self, w)
+        return {m.key: m.compute(ev) for m in METRICS}
 
 
 def calibration_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 DEFAULT_SPLIT_NAMES = ("train", "val", "test")
 PROB_EPS = 1e-12
@@ -69,10 +70,7 @@ class Predictions:
         """(N, C) float32 probabilities: softmax of the logits, or the probabilities as given."""
         if self.probs is not None:
             return self.probs
-        z = self.logits.astype(np.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self.logits.astype(np.float64), axis=1).astype(np.float32)
 
     def scores(self) -> np.ndarray:
         """(N, C) logits for methods that need them: the logits, or log of clipped probabilities."""

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from calibviz.calibrators import (
-    CALIBRATORS,
+    REGISTRY,
     Calibrator,
-    MaskedTemperatureScaling,
     MTSPoint,
+    calibrator_info,
     make_calibrator,
     softmax_temperature,
     solve_temperature,
 )
+from calibviz.data import DataSpec, spec_choices
 from calibviz.metrics import (
     CONVENTION,
     Binning,
@@ -35,6 +37,7 @@ from calibviz.metrics import (
     top_label,
 )
 from calibviz.predictions import Predictions
+from calibviz.sources import ModelEntry
 
 OVERFIT_MIN_GAP = 0.02
 """Nats: the fit split's NLL gain must exceed the evaluation split's by at least this much ..."""
@@ -64,17 +67,14 @@ def _describe(preds: Predictions) -> dict[str, Any]:
 
 def _calibrator_for(method: str, fit: Predictions, params: dict[str, Any] | None) -> Calibrator:
     params = dict(params or {})
-    if method == MaskedTemperatureScaling.key:
+    if calibrator_info(method).needs_model:  # fitted on predictions of masked inputs
         ratio = float(fit.meta.get("mask_ratio", 0.0))
         if ratio <= 0:
-            raise ValueError("method 'mts' needs fit predictions computed from masked inputs "
-                             "(calibviz.backend.predict(..., mask_ratio=r) on the fit split), or use "
-                             "calibviz.calibrators.mts_curve with the checkpoint")
+            raise ValueError(f"method {method!r} needs fit predictions computed from masked inputs "
+                             "(calibviz.backend.masked_predictions, or predict(..., mask_ratio=r), on the fit "
+                             "split)")
         params.setdefault("mask_ratio", ratio)
         params.setdefault("mask_seed", int(fit.meta.get("mask_seed", 0)))
-    elif method not in CALIBRATORS:
-        raise ValueError(f"calibration method {method!r} is unknown; known: "
-                         f"{[*CALIBRATORS, MaskedTemperatureScaling.key]}")
     return make_calibrator(method, **params)
 
 
@@ -210,7 +210,6 @@ def temperature_curve(logits: np.ndarray, labels: np.ndarray, temperatures: np.n
     return TemperatureCurve(temperatures=ts, nll=nlls, ece=eces, optimal_temperature=t_opt,
                             optimal_nll=nll(p_opt, labels), optimal_ece=ece(p_opt, labels, n_bins),
                             n_bins=n_bins)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,3 +395,124 @@ def distilled_vs_full(full: MTSSummary, distilled: list[MTSSummary]) -> str:
     mts = (f"MTS helps on {', '.join(helped)}." if helped
            else "MTS does not beat plain TS by a clear margin on any of them.")
     return f"{ts} {mts}"
+
+
+def mts_comparison(summaries: Mapping[str, MTSSummary]) -> str:
+    """`distilled_vs_full` for MTS summaries keyed by zoo recipe: the full-data (ce) model against the
+    distilled-data ones (dm, mdt); empty without a ce summary."""
+    if "ce" not in summaries:
+        return ""
+    return distilled_vs_full(summaries["ce"], [summaries[r] for r in ("dm", "mdt") if r in summaries])
+
+
+def mts_explanation(fit: DataSpec, eval: DataSpec, summaries: Mapping[str, MTSSummary]) -> str:
+    """What the MTS curve shows, as markdown: where T was fitted and measured, one sentence per model, and the
+    full-data against distilled-data comparison."""
+    return (f"Fitted on **{fit.label}** with masked inputs, measured on **{eval.label}** with clean inputs; r = 0 "
+            "(the square) is plain temperature scaling. Computed now, on these checkpoints:\n\n"
+            + "\n".join(f"- {s.sentence}" for s in summaries.values()) + "\n\n" + mts_comparison(summaries))
+
+
+MTS_CAVEAT = (f"Zhu et al. (ICCV 2023) found that TS cannot fix models trained on distilled data, and that MTS does. "
+              "The best r above is picked on the evaluation split itself, which flatters MTS; 'helps' needs a gain "
+              f"over plain TS of more than {MTS_HELP_ABS:g} and {MTS_HELP_REL:.0%} of its ECE.")
+"""The caveat under the MTS verdicts, with the thresholds `mts_summary` applies."""
+
+
+MTS_RECIPES = ("ce", "dm", "mdt")
+"""The zoo recipes on the MTS curve: full data (CE), then the two distilled-data ones."""
+
+
+@dataclass(frozen=True)
+class MTSModel:
+    """One model on the MTS curve: the entry, its legend label, and the key of its summary (the zoo recipe)."""
+
+    entry: ModelEntry
+    label: str
+    key: str
+
+
+def mts_lineup(chosen: ModelEntry, zoo: Sequence[ModelEntry]) -> list[MTSModel]:
+    """The zoo's CE, DM and MDT checkpoints of a dataset, after the chosen model when it is a checkpoint that is
+    not one of them (a predictions bundle cannot be run on masked inputs)."""
+    by_recipe = {e.recipe: e for e in zoo}
+    zoo_names = {e.name for e in by_recipe.values()}
+    models = [by_recipe[r] for r in MTS_RECIPES if r in by_recipe]
+    if chosen.runnable and chosen.name not in {e.name for e in models}:
+        models.insert(0, chosen)
+    return [MTSModel(e, f"{e.title} (full data)" if e.recipe == "ce" and e.name in zoo_names else e.title,
+                     e.recipe if e.name in zoo_names else e.name) for e in models]
+
+
+# ---------------------------------------------------------------------------------------------
+# The page's split pickers and comparison table
+
+
+def split_choices(dataset: str, bundle_rows: Predictions | None = None) -> tuple[list[str], list[str]]:
+    """Fit-split and evaluation-split specs. A checkpoint on a built-in dataset: val, train, test to fit on and
+    every spec (shifted test sets included) to evaluate on. A predictions bundle (`bundle_rows`: all its rows):
+    the splits its rows carry, val and test first, then all rows, for both."""
+    if bundle_rows is None:
+        return [str(DataSpec(dataset, s)) for s in ("val", "train", "test")], [str(s) for s in spec_choices(dataset)]
+    present = []
+    if bundle_rows.split is not None:
+        present = [n for i, n in enumerate(bundle_rows.split_names) if (bundle_rows.split == i).any()]
+    order = sorted(present, key=lambda n: (n != "val", n != "test", n))
+    specs = [str(DataSpec(dataset, s, source="bundle")) for s in [*order, "all"]]
+    return specs, specs
+
+
+def default_evaluation(wanted: str, fit: str, options: Sequence[str]) -> str:
+    """The evaluation split to preselect: `wanted` (the sidebar's), unless it is the fit split or all rows (which
+    overlap the fit split); then the first offered split that is neither."""
+    if wanted == fit or DataSpec.of(wanted).split == "all":
+        return next((s for s in options if s != fit and DataSpec.of(s).split != "all"), wanted)
+    return wanted
+
+
+TABLE_METRICS = (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"), ("accuracy", "Accuracy"), ("auroc", "AUROC"))
+
+
+def _cell(value: float | None, interval: Sequence[float | None] | None) -> str:
+    if value is None:
+        return "—"
+    if not interval or None in interval:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def comparison_columns(results: Mapping[str, MethodResult]) -> dict[str, dict[str, str]]:
+    """The comparison table as text columns: the uncalibrated model, then one per method (by its label); rows:
+    each metric with its 95% interval and its change from uncalibrated, the fit split's NLL before → after, and
+    the fitted parameters."""
+    first = next(iter(results.values())).report
+    before = first["before"]
+    uncal = {}
+    for k, label in TABLE_METRICS:
+        uncal[label], uncal[f"Δ {label}"] = _cell(before[k], before["intervals"].get(k)), ""
+    uncal["NLL on the fit split"] = f"{first['fit_split']['nll_before']:.4f}"
+    uncal["fitted parameters"] = "—"
+    columns = {"Uncalibrated": uncal}
+    for res in results.values():
+        rep, col = res.report, {}
+        for k, label in TABLE_METRICS:
+            change = rep["change"].get(k)
+            col[label] = _cell(rep["after"][k], rep["after"]["intervals"].get(k))
+            col[f"Δ {label}"] = "" if change is None else f"{change:+.4f}"
+        col["NLL on the fit split"] = f"{rep['fit_split']['nll_before']:.4f} → {rep['fit_split']['nll_after']:.4f}"
+        col["fitted parameters"] = parameter_summary(rep["parameters"])
+        columns[rep["method_label"]] = col
+    return columns
+
+
+def comparison_note(results: Mapping[str, MethodResult]) -> str:
+    """How to read the comparison table and the bars: the bootstrap behind the intervals, the sign of Δ, and the
+    bars' short labels (from the calibrator registry)."""
+    first = next(iter(results.values())).report
+    before = first["before"]
+    return (f"Each value: the estimate on all {first['eval']['n']:,} evaluation rows, then [low, high] of a 95% "
+            f"percentile bootstrap ({before['n_boot']} resamples, seed {before['seed']}). Δ = method − uncalibrated: "
+            "negative is better for ECE, NLL and Brier, positive for accuracy and AUROC. Temperature scaling and "
+            "ensemble TS never change the predicted class, so their accuracy Δ is 0. A method whose fit-split NLL "
+            "falls much further than its evaluation NLL is fitting noise. Bars below: "
+            + ", ".join(f"{REGISTRY[k].short} = {REGISTRY[k].label}" for k in results) + ".")

@@ -17,15 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from calibviz.training import (
-    Batch,
-    LossInputs,
-    register_extra_loss,
-    register_target_transform,
-)
-
 if TYPE_CHECKING:
-    from calibviz.augment import MixedSamples
+    from calibviz.augment import MixedSamples, TeacherOnMixed
 
 ArrayLike = np.ndarray | torch.Tensor
 SPACES = ("logits", "probs")
@@ -291,29 +284,6 @@ def order_penalty(student_logits: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     return F.relu(top_other - torch.minimum(qa, qb)) + F.relu(qb - qa)
 
 
-# Training hooks (Recipe.hooks_module = "calibviz.soft_labels"): with mixup, Batch.y is the larger-weight
-# label a and Batch.y_b the other parent's label b.
-
-
-def _parents(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    b = batch.y_b if batch.y_b is not None else batch.y
-    return batch.y, b
-
-
-@register_target_transform("tree_isotonic")
-def isotonic_teacher_logits(teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Target transform: the teacher's logits projected onto the mixup order a ≥ b ≥ others (IDA)."""
-    a, b = _parents(batch)
-    return tree_isotonic(teacher_logits.detach(), a, b)
-
-
-@register_extra_loss("order_penalty")
-def order_penalty_loss(inp: LossInputs) -> torch.Tensor:
-    """Extra loss: batch mean of `order_penalty` on the student's logits."""
-    a, b = _parents(inp.batch)
-    return order_penalty(inp.student_logits, a, b).mean()
-
-
 # ---------------------------------------------------------------------------------------------
 # Violation statistics
 
@@ -475,6 +445,19 @@ def order_violations(teacher_logits: np.ndarray, a: np.ndarray, b: np.ndarray, l
         lambda_edges=edges, params=params)
 
 
+def teacher_violations(mixed: TeacherOnMixed, params: ViolationParams | None = None) -> OrderViolations:
+    """`order_violations` of a teacher's logits on its mixed samples, with the parents and λ of the mix record."""
+    mix = mixed.mix
+    return order_violations(mixed.logits, mix.label_a, mix.label_b, mix.lam, params,
+                            n_classes=len(mix.class_names) or None)
+
+
+def kendall_tau_bins(n_classes: int) -> int:
+    """Bins on [−1, 1] that give each value of per-sample Kendall τ its own bar: τ lives on the lattice k·2/m − 1
+    (m = 2C − 3 known pairs), m + 1 values; same-class and λ = ½ samples, with fewer pairs, fall into the nearest."""
+    return 2 * n_classes - 2
+
+
 def summary_dict(summary: ViolationSummary) -> dict[str, Any]:
     """A 0-d (overall) summary as a JSON-friendly dict with stable snake_case keys."""
     out: dict[str, Any] = {}
@@ -482,6 +465,15 @@ def summary_dict(summary: ViolationSummary) -> dict[str, Any]:
         v = getattr(summary, f.name)
         out[f.name] = int(v) if f.name == "count" else float(v)
     return out
+
+
+def summary_row(teacher: str, temperature: float, stats: OrderViolations) -> dict[str, object]:
+    """One teacher's overall statistics as a table row with the column names a reader sees."""
+    o = stats.overall
+    return {"teacher": teacher, "T": temperature, "samples": int(o.count),
+            "any violation": float(o.violation_rate), "violated known pairs": float(o.pair_violation_rate),
+            "mean Kendall τ": float(o.kendall_tau), "a or b in top-2": float(o.parent_in_top2),
+            "{a, b} = top-2": float(o.parents_are_top2), "KL(p ‖ p′) of the fix": float(o.correction_kl)}
 
 
 def worst_violations(stats: OrderViolations, k: int = 12) -> np.ndarray:
@@ -534,3 +526,8 @@ def gallery_items(mix: MixedSamples, parents_x: np.ndarray, teacher_logits: np.n
                         after=np.asarray(after[r]), kendall_tau=float(stats.per_sample.kendall_tau[i]),
                         class_names=names, input_kind=mix.input_kind, temperature=p.temperature)
             for r, i in enumerate(idx)]
+
+
+def worst_gallery(mixed: TeacherOnMixed, parents_x: np.ndarray, stats: OrderViolations, k: int) -> list[GalleryItem]:
+    """Gallery items of a teacher's k worst violations (`worst_violations`); `parents_x` is the mixed split's inputs."""
+    return gallery_items(mixed.mix, parents_x, mixed.logits, worst_violations(stats, k), stats, mixed.mix.class_names)

@@ -1,8 +1,9 @@
 """Training recipes for the shipped model zoo: losses, mixup, distillation and dataset distillation.
 
 A `Recipe` is plain data (it goes into the checkpoint card as JSON). Losses, teacher-target transforms
-and extra loss terms are looked up by name in small registries, so new recipes (e.g. mixup KD with
-isotonic-corrected teacher targets) plug in without touching the training loop.
+and extra loss terms are looked up by name in small registries, so new recipes plug in without touching
+the training loop. The mixup order hooks (isotonic-corrected teacher targets, the order penalty) are
+registered here, from the pure functions of `calibviz.soft_labels`, which knows nothing of training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from calibviz.backend import mask_inputs
 from calibviz.models import build_model
+from calibviz.soft_labels import order_penalty, tree_isotonic
 
 Log = Callable[[str], None]
 
@@ -30,7 +32,8 @@ class Recipe:
     """How one zoo model is trained. Every field is JSON-friendly; `None` settings come from the dataset.
 
     `loss`, `target_transform` and the names in `extra_losses` are keys of LOSSES, TARGET_TRANSFORMS
-    and EXTRA_LOSSES; `hooks_module` is imported first so that a plug-in module can register them.
+    and EXTRA_LOSSES; `hooks_module` (a plug-in outside calibviz) is imported first so that it can
+    register more. The built-in hooks, the mixup order ones included, need no hooks module.
     """
 
     name: str
@@ -171,6 +174,29 @@ def distillation_loss(inp: LossInputs) -> torch.Tensor:
     if r.kd_alpha < 1.0:
         loss = loss + (1 - r.kd_alpha) * label_loss(inp.student_logits, inp.batch, r.label_smoothing)
     return loss
+
+
+# Mixup order hooks (Cui & Yan, IJCAI 2021): with mixup, Batch.y is the larger-weight label a and Batch.y_b the
+# other parent's label b.
+
+
+def _parents(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    b = batch.y_b if batch.y_b is not None else batch.y
+    return batch.y, b
+
+
+@register_target_transform("tree_isotonic")
+def isotonic_teacher_logits(teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Target transform: the teacher's logits projected onto the mixup order a ≥ b ≥ others (IDA)."""
+    a, b = _parents(batch)
+    return tree_isotonic(teacher_logits.detach(), a, b)
+
+
+@register_extra_loss("order_penalty")
+def order_penalty_loss(inp: LossInputs) -> torch.Tensor:
+    """Extra loss: batch mean of `soft_labels.order_penalty` on the student's logits."""
+    a, b = _parents(inp.batch)
+    return order_penalty(inp.student_logits, a, b).mean()
 
 
 def resolve_hooks(recipe: Recipe) -> tuple[LossFn, TargetTransform | None, list[tuple[LossFn, float]]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +59,23 @@ def plotly_figures(at: object) -> list[dict]:
     import json
 
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def plotly_array(v: object) -> np.ndarray:
+    """A data array of a figure's JSON as float numpy: a plain (nested) list with None as NaN, or the typed array
+    {dtype, bdata, shape} plotly writes for numpy data, reshaped by its shape."""
+    if isinstance(v, dict):
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape:
+            a = a.reshape([int(x) for x in str(shape).split(",")] if isinstance(shape, str) else shape)
+        return a.astype(float)
+    return np.array([np.nan if x is None else x for x in np.ravel(v)], dtype=float).reshape(np.shape(v))
+
+
+def plotly_list(v: object) -> list:
+    """The same array as a Python list that keeps None (an empty bin) as None, for exact comparisons."""
+    return [None if x != x else x for x in plotly_array(v).ravel().tolist()]
 
 
 def open_page(page: str | None = None) -> object:

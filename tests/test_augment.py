@@ -95,5 +95,19 @@ def test_teacher_on_mixed_runs_model_and_caches(tiny_checkpoint):
     again = teacher_on_mixed(tiny_checkpoint, "digits:test", p, progress=lambda f, msg: seen.append(msg))
     assert seen == ["loaded from cache"]
     np.testing.assert_array_equal(again.logits, out.logits)
+    seen.clear()  # a parsed spec reads the same cache entry
+    parsed = teacher_on_mixed(tiny_checkpoint, DataSpec.parse("digits:test"), p,
+                              progress=lambda f, msg: seen.append(msg))
+    assert seen == ["loaded from cache"]
+    np.testing.assert_array_equal(parsed.logits, out.logits)
     other = teacher_on_mixed(tiny_checkpoint, "digits:test", AugmentParams(kind="mixup", n_samples=64))
     assert not np.allclose(other.logits, out.logits)
+
+
+def test_mixing_needs_no_backend():
+    """Mixing and cached teacher logits import neither the backend nor torch; only a run on the model does."""
+    import subprocess
+    import sys
+
+    code = "import sys, calibviz.augment; sys.exit('calibviz.backend' in sys.modules or 'torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -10,22 +10,23 @@ import torch
 
 from calibviz import backend
 from calibviz.data import load_dataset
+from calibviz.devices import DEVICE_ENV, pick_device
 from calibviz.diskcache import CACHE_ENV
 from calibviz.formats import load_bundle, load_checkpoint
 
 
 def test_pick_device_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(backend.DEVICE_ENV, raising=False)
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
     want = "cuda" if torch.cuda.is_available() else "cpu"
-    assert backend.pick_device().type == want
-    assert backend.pick_device("cpu").type == "cpu"
-    monkeypatch.setenv(backend.DEVICE_ENV, "cpu")
-    assert backend.pick_device().type == "cpu"
+    assert pick_device().type == want
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert pick_device().type == "cpu"
     with pytest.raises(ValueError, match="not a valid"):
-        backend.pick_device("gpu-please")
+        pick_device("gpu-please")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            backend.pick_device("cuda")
+            pick_device("cuda")
 
 
 def test_predict_matches_a_direct_forward_pass(tiny_checkpoint: Path) -> None:

@@ -14,9 +14,11 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
+from bench.bench_calibrators import lbfgs_from_1_5, odir_objective
 from calibviz.calibrators import (
     CALIBRATORS,
     METHOD_DESCRIPTIONS,
+    REGISTRY,
     DirichletCalibration,
     EnsembleTemperatureScaling,
     HistogramBinning,
@@ -27,6 +29,7 @@ from calibviz.calibrators import (
     TemperatureScaling,
     VectorScaling,
     calibrate_model,
+    calibrator_info,
     fit_temperature,
     load_calibrator,
     make_calibrator,
@@ -128,23 +131,6 @@ def test_ts_caps_the_temperature_at_the_bracket_limits_and_says_so() -> None:
         fit_temperature(np.array([[0.0, np.nan]]), np.array([0]))
 
 
-def lbfgs_from_1_5(z: np.ndarray, y: np.ndarray) -> float:
-    """The widely copied recipe, written here independently: T = 1.5, torch LBFGS(lr=0.01,
-    max_iter=50), one step on the NLL of z / T; returns the T it stops at."""
-    zt, yt = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(y)
-    t = torch.nn.Parameter(torch.ones(1) * 1.5)
-    opt = torch.optim.LBFGS([t], lr=0.01, max_iter=50)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(zt / t, yt)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(t.detach())
-
-
 def test_lbfgs_from_1_5_stalls_where_the_bracketing_solver_reaches_the_optimum() -> None:
     rng = np.random.default_rng(3)
     base = rng.normal(0, 2.0, (5000, 10))
@@ -230,16 +216,6 @@ def test_isotonic_interpolation_equals_sklearn_predict() -> None:
     assert np.allclose(iso.transform(ze), expect, atol=1e-9)
 
 
-def odir_objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, lam: float,
-                   mu: float) -> float:
-    """Mean NLL of softmax(x W^T + b) plus Kull et al.'s normalised ODIR penalty, in numpy."""
-    c = x.shape[1]
-    out = x @ w.T + b
-    off = w - np.diag(np.diag(w))
-    return (float((logsumexp(out, axis=1) - out[np.arange(len(y)), y]).mean())
-            + lam / (c * (c - 1)) * float((off**2).sum()) + mu / c * float((b**2).sum()))
-
-
 @pytest.mark.slow
 def test_dirichlet_matches_dirichletcal() -> None:
     fulldirichlet = pytest.importorskip(
@@ -283,7 +259,7 @@ def _fitted(method: str, zf: np.ndarray, yf: np.ndarray):
     return make_calibrator(method, **params.get(method, {}), **extra).fit(zf, yf)
 
 
-@pytest.mark.parametrize("method", [*CALIBRATORS, "mts"])
+@pytest.mark.parametrize("method", list(REGISTRY))
 def test_json_round_trip_gives_identical_transforms(method: str, tmp_path: Path) -> None:
     zf, yf, ze, _ = load_netcal("wideresnet-16-4-cifar-10")
     cal = _fitted(method, zf, yf)
@@ -309,6 +285,30 @@ def test_registry_descriptions_and_errors() -> None:
         TemperatureScaling().fit(np.zeros((3, 2)), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="not a calibviz calibrator"):
         TemperatureScaling.from_json({"method": "ts"})
+
+
+def test_every_registered_calibrator_has_the_metadata_the_page_needs() -> None:
+    assert set(REGISTRY) == {*CALIBRATORS, "mts"} and list(REGISTRY)[:len(CALIBRATORS)] == list(CALIBRATORS)
+    assert [k for k, info in REGISTRY.items() if info.needs_model] == ["mts"]
+    shorts, labels = [i.short for i in REGISTRY.values()], [i.label for i in REGISTRY.values()]
+    assert len(set(shorts)) == len(shorts) and len(set(labels)) == len(labels)  # the bars and columns are told apart
+    for key, info in REGISTRY.items():
+        assert info.key == key == info.cls.key and calibrator_info(key) is info
+        assert info.label and 0 < len(info.short) <= 5 and len(info.description) > 80
+        assert info.needs_model == bool(info.model_use)  # the page says why a bundle cannot have it
+        assert make_calibrator(key).label == info.label  # the report's method_label comes from the registry
+        assert METHOD_DESCRIPTIONS[key] == info.description
+    assert {k for k, i in REGISTRY.items() if i.zero_probabilities} == {"histogram", "isotonic"}
+    with pytest.raises(ValueError, match="known: .*'mts'"):
+        calibrator_info("platt")
+
+
+def test_the_docs_table_is_the_registry() -> None:
+    from calibviz.calibrators import registry_table
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "calibrators.md").read_text()
+    section = text.split("<!-- BEGIN calibrators table")[1].split("<!-- END calibrators table -->")[0]
+    assert section.split("\n", 1)[1].strip() == registry_table(), "run `python -m calibviz.calibrators`"
 
 
 def test_calibrate_model_folds_logit_calibrators_into_the_head(tmp_path: Path) -> None:

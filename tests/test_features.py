@@ -19,6 +19,7 @@ from calibviz.plots.features import (
     cka_heatmap_figure,
     embedding_figure,
     gallery_figure,
+    selected_sample_ids,
     separation_bar_figure,
     template_projection_figure,
 )
@@ -396,6 +397,106 @@ def test_bar_heatmap_and_gallery_figures():
     assert [t.type for t in g.data] == ["heatmap"] * 3
     s = gallery_figure(np.zeros((2, 40)), ["x", "y"])
     assert [t.type for t in s.data] == ["scatter"] * 2
+
+
+def test_figure_layout_arguments_replace_page_patches():
+    rng = np.random.default_rng(16)
+    p = _preds(rng)
+    coords, _ = F.pca(p.features, q=2)
+    plain = embedding_figure(coords, p, title="CE")
+    assert plain.layout.height is None and plain.layout.title.text == "CE" and plain.layout.title.font.size is None
+    sized = embedding_figure(coords, p, title="CE", height=430, title_size=15)
+    assert sized.layout.height == 430 and sized.layout.title.text == "CE" and sized.layout.title.font.size == 15
+    panels = {"ce": {"train": F.template_projection_for(p, (0, 1, 2))}}
+    proj = template_projection_figure(panels, subplot_title_size=13, margin_top=30)
+    assert proj.layout.margin.t == 30 and proj.layout.margin.l == 40
+    assert [a.font.size for a in proj.layout.annotations] == [13]
+    assert template_projection_figure(panels).layout.margin.t == 70
+    bars = separation_bar_figure({"ce": {"train": 0.4}}, title="", height=320, margin_top=20, legend_on_top=True)
+    assert bars.layout.height == 320 and bars.layout.margin.t == 20 and bars.layout.margin.l == 50
+    assert bars.layout.legend.orientation == "h" and bars.layout.legend.y == 1.12
+    assert separation_bar_figure({"ce": {"train": 0.4}}).layout.legend.orientation is None
+    hm = cka_heatmap_figure(np.eye(3), list("abc"), title="", height=330, margin_top=20)
+    assert hm.layout.height == 330 and hm.layout.margin.t == 20 and hm.layout.margin.b == 60
+    assert cka_heatmap_figure(np.eye(3), list("abc")).layout.height is None
+
+
+def test_selected_sample_ids_reads_lists_and_typed_arrays():
+    event = {"selection": {"points": [{"customdata": [7, 1, 1, 0.9]}, {"customdata": {"0": 12.0, "1": 3}},
+                                      {"customdata": []}, {"customdata": {"1": 3}}, {"x": 0.5}]}}
+    assert selected_sample_ids(event) == [7, 12.0]
+    assert selected_sample_ids({"selection": {"points": []}}) == []
+    assert selected_sample_ids(None) == []
+
+
+# ---------------------------------------------------------------------------------- page-sized helpers
+
+
+def test_pca_embedding_is_the_stratified_rows_at_their_pca_coordinates():
+    rng = np.random.default_rng(17)
+    p = _preds(rng, n=200)
+    emb = F.pca_embedding(p, 40)
+    np.testing.assert_array_equal(emb.rows, F.stratified_sample(p.labels, 40, seed=0))
+    coords, ratio = F.pca(p.features, q=2)
+    np.testing.assert_array_equal(emb.coords, coords[emb.rows])
+    assert emb.axes == (f"PC1 ({ratio[0]:.0%} of variance)", f"PC2 ({ratio[1]:.0%})") and emb.method == "PCA"
+    assert F.pca_embedding(p, None).rows.size == 200
+    with pytest.raises(ValueError, match="features"):
+        F.pca_embedding(Predictions(labels=p.labels, logits=p.logits), 40)
+    umap = F.UmapEmbedding(np.array([3, 1]), np.zeros((2, 2), np.float32), True, 0.0)
+    u = F.Embedding2D.from_umap(umap)
+    assert u.rows is umap.indices and u.coords is umap.coords and u.axes == ("UMAP 1", "UMAP 2")
+    assert u.method == "UMAP"
+
+
+def test_same_rows_and_cka_matrix_for():
+    rng = np.random.default_rng(18)
+    a, b = _preds(rng), _preds(rng)
+    assert F.same_rows([a, b]) and F.same_rows([]) and F.same_rows([a])
+    shuffled = Predictions(labels=b.labels, logits=b.logits, features=b.features, sample_id=b.sample_id[::-1])
+    assert not F.same_rows([a, shuffled])
+    assert not F.same_rows([a, b.subset(np.arange(40))])  # fewer rows
+    no_ids = [Predictions(labels=q.labels, logits=q.logits, features=q.features) for q in (a, b)]
+    assert F.same_rows(no_ids) and not F.same_rows([a, no_ids[1]])  # all or none carry ids
+    mat = F.cka_matrix_for((a, b))
+    np.testing.assert_allclose(mat, F.cka_matrix([a.features, b.features]))
+    with pytest.raises(ValueError, match="same examples"):
+        F.cka_matrix_for([a, shuffled])
+    with pytest.raises(ValueError, match="features"):
+        F.cka_matrix_for([a, Predictions(labels=b.labels, logits=b.logits, sample_id=b.sample_id)])
+
+
+def test_class_separation_for_and_template_inputs():
+    rng = np.random.default_rng(19)
+    p = _preds(rng)
+    assert F.class_separation_for(p) == F.class_separation(p.features, p.labels)
+    assert np.isnan(F.class_separation_for(None))
+    bare = Predictions(labels=p.labels, logits=p.logits)
+    assert np.isnan(F.class_separation_for(bare))
+    assert F.has_template_inputs(p) and not F.has_template_inputs(bare)
+    headless = Predictions(labels=p.labels, logits=p.logits, features=p.features)
+    assert not F.has_template_inputs(headless)
+    with pytest.raises(ValueError, match="head_weight"):
+        F.template_projection_for(headless, (0, 1, 2))
+
+
+def test_selected_inputs_are_the_picked_points_mistakes_first():
+    from calibviz.backend import predict
+    from calibviz.data import load_dataset
+    from tests.conftest import ZOO
+
+    p = predict(ZOO / "digits" / "ce.safetensors", "digits:test")
+    ds = load_dataset("digits:test")
+    ids = [float(i) for i in p.sample_id[:30]] + [10**9]  # an id not in the split is ignored
+    got = F.selected_inputs(p, "digits:test", ids, k=8)
+    assert got is not None and len(got.captions) == 8 and got.x.shape[0] == 8
+    rows = F.gallery_rows(p, np.arange(30), 8)
+    np.testing.assert_array_equal(got.x, ds.x[F.rows_for_sample_ids(ds.sample_id, p.sample_id[rows])])
+    probs, names = p.probabilities()[rows], p.class_names
+    assert got.captions[0] == f"{names[p.labels[rows[0]]]}→{names[probs[0].argmax()]} {probs[0].max():.2f}"
+    assert F.selected_inputs(p, "digits:test", [10**9]) is None
+    with pytest.raises(ValueError, match="sample ids"):
+        F.selected_inputs(Predictions(labels=p.labels, logits=p.logits), "digits:test", ids)
 
 
 # ------------------------------------------------------------------------------- real UMAP (slow)

@@ -4,7 +4,6 @@ Also the small library helpers the page added to calibviz.features."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import sys
 import time
@@ -18,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from calibviz import features as F
 from calibviz.backend import predict
 from calibviz.predictions import Predictions
-from tests.conftest import ZOO, open_page, plotly_figures
+from tests.conftest import ZOO, open_page, plotly_array, plotly_figures
 
 PAGE = "views/features.py"
 CE, LS = "CE teacher", "LS α=0.1"
@@ -36,17 +35,6 @@ def _open() -> AppTest:
 @pytest.fixture
 def app() -> AppTest:
     return _open()
-
-
-def _array(v: object) -> np.ndarray:
-    """A plotly data array from the figure JSON: a plain list, or a typed array {dtype, bdata, shape}."""
-    if isinstance(v, dict):
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        shape = v.get("shape")
-        if shape:
-            a = a.reshape([int(x) for x in str(shape).split(",")] if isinstance(shape, str) else shape)
-        return a
-    return np.array([np.nan if x is None else x for x in np.ravel(v)], dtype=float).reshape(np.shape(v))
 
 
 def _title(fig: dict) -> str:
@@ -82,8 +70,8 @@ def _table(at: AppTest, first_col: str) -> object:
 
 def _points(fig: dict) -> tuple[np.ndarray, np.ndarray]:
     """All (x, y) and customdata rows of an embedding figure, over its traces."""
-    xy = np.concatenate([np.stack([_array(t["x"]), _array(t["y"])], axis=1) for t in fig["data"]])
-    cd = np.concatenate([_array(t["customdata"]).reshape(-1, 4) for t in fig["data"]])
+    xy = np.concatenate([np.stack([plotly_array(t["x"]), plotly_array(t["y"])], axis=1) for t in fig["data"]])
+    cd = np.concatenate([plotly_array(t["customdata"]).reshape(-1, 4) for t in fig["data"]])
     return xy, cd
 
 
@@ -138,7 +126,7 @@ def test_pca_projection_r2_and_cka_on_the_zoo(app: AppTest) -> None:
 
     # CKA: ones on the diagonal, symmetric, off-diagonal = linear_cka of the two models' test features
     cka = _cka(app)
-    z = _array(cka["data"][0]["z"]).astype(float).reshape(2, 2)
+    z = plotly_array(cka["data"][0]["z"]).reshape(2, 2)
     np.testing.assert_allclose(np.diag(z), 1.0, rtol=1e-9)
     assert z[0, 1] == pytest.approx(z[1, 0])
     a = predict(ZOO / "digits" / "ce.safetensors", "digits:test")
@@ -160,12 +148,12 @@ def test_colouring_switches_marker_colours(app: AppTest) -> None:
     assert fig["data"][0]["marker"]["color"] != fig["data"][1]["marker"]["color"]
     p = predict(ZOO / "digits" / "ce.safetensors", "digits:test")
     n_wrong = int((p.probabilities().argmax(1) != p.labels).sum())
-    assert names[1] == f"wrong ({n_wrong})" and len(_array(fig["data"][1]["x"])) == n_wrong
+    assert names[1] == f"wrong ({n_wrong})" and len(plotly_array(fig["data"][1]["x"])) == n_wrong
 
     app.radio(key="features_color").set_value("confidence").run()
     fig = _embeddings(app)[CE]
     assert len(fig["data"]) == 1
-    colors = _array(fig["data"][0]["marker"]["color"]).astype(float)
+    colors = plotly_array(fig["data"][0]["marker"]["color"])
     _, cd = _points(fig)
     np.testing.assert_allclose(colors, cd[:, 3])  # each point coloured by its own confidence
     assert fig["data"][0]["marker"]["colorscale"] and colors.min() < 0.9 <= colors.max() <= 1.0
@@ -181,12 +169,12 @@ def test_class_triple_changes_the_projection(app: AppTest) -> None:
     tri = [t for t in after["data"] if t["name"] == "templates"]
     tri_before = [t for t in before["data"] if t["name"] == "templates"]
     assert len(tri) == 4  # one triangle per panel: 2 models x (train, test)
-    assert not np.allclose(_array(tri[0]["x"]).astype(float), _array(tri_before[0]["x"]).astype(float))
+    assert not np.allclose(plotly_array(tri[0]["x"]), plotly_array(tri_before[0]["x"]))
     # the projected points are those of the new triple: recompute one panel with the library
     p = predict(ZOO / "digits" / "ce.safetensors", "digits:train")
     want = F.template_projection_for(p, (0, 1, 7))
     got = next(t for t in after["data"] if t["type"] == "scattergl" and t["name"] == "7")  # first panel: CE · train
-    np.testing.assert_allclose(_array(got["x"]), want.coords[want.labels == 7, 0], rtol=1e-5)
+    np.testing.assert_allclose(plotly_array(got["x"]), want.coords[want.labels == 7, 0], rtol=1e-5)
     spread_after = _table(app, "spread, train")
     assert not np.allclose(spread_after["spread, train"].astype(float), spread_before["spread, train"].astype(float))
 
@@ -213,7 +201,7 @@ def test_quick_compare_ls_teacher_and_students(app: AppTest) -> None:
     assert f"{float(t1['R² train']):.3f} → {float(t4['R² train']):.3f} on train" in story[0]
     drops = [float(t4[c]) < float(t1[c]) for c in ("R² train", "R² test")]
     assert ("this agrees" in story[0]) == all(drops)  # the verdict follows the numbers, whichever way they go
-    z = _array(_cka(app)["data"][0]["z"]).astype(float).reshape(3, 3)
+    z = plotly_array(_cka(app)["data"][0]["z"]).reshape(3, 3)
     np.testing.assert_allclose(np.diag(z), 1.0, rtol=1e-9)
     np.testing.assert_allclose(z, z.T)
     cka_caption = [c.value for c in app.caption if "CKA to it" in c.value]
@@ -298,6 +286,52 @@ def test_umap_is_fitted_in_the_background_then_read_from_the_disk_cache(
     assert _FakeUMAP.fits == 4
 
 
+class _FlakyUMAP(_FakeUMAP):
+    """Fails its first fit, then works: the retry path of the background jobs."""
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        if type(self).fits == 0:
+            type(self).fits += 1
+            raise RuntimeError("numba fell over")
+        return super().fit_transform(x)
+
+
+def _random_features(seed: int) -> Predictions:
+    """60 rows of 3 classes with random logits and 5-D features: enough for a (fake) UMAP fit."""
+    rng = np.random.default_rng(seed)
+    return Predictions(labels=np.repeat(np.arange(3), 20), logits=rng.normal(size=(60, 3)).astype(np.float32),
+                       features=rng.normal(size=(60, 5)).astype(np.float32), meta={"data_spec": "x:test"})
+
+
+def test_umap_jobs_run_in_the_background_fail_visibly_and_retry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import streamlit as st
+
+    from calibviz.app import UmapJob, forget_failed_umap_jobs, umap_embedding_or_job
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("CALIBVIZ_CACHE", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_FlakyUMAP))
+    _FlakyUMAP.fits = 0
+    p = _random_features(2)
+    params = F.UmapParams(sample_size=30)
+    job = umap_embedding_or_job(p, params, "flaky")
+    assert isinstance(job, UmapJob) and job.label == "flaky"
+    assert job.done.wait(30) and job.failed and job.error == "RuntimeError: numba fell over"
+    assert umap_embedding_or_job(p, params, "flaky") is job  # a failed fit stays failed until forgotten
+    forget_failed_umap_jobs()
+    again = umap_embedding_or_job(p, params, "flaky")  # a new fit (it may end before the call returns)
+    if isinstance(again, UmapJob):
+        assert again is not job and again.done.wait(30) and not again.failed and again.fraction == 1.0
+        again = again.result
+    assert isinstance(again, F.UmapEmbedding) and not again.from_cache
+    got = umap_embedding_or_job(p, params, "flaky")  # now from the disk cache
+    assert isinstance(got, F.UmapEmbedding) and got.from_cache
+    np.testing.assert_array_equal(got.coords, again.coords)
+    forget_failed_umap_jobs()  # a finished fit is kept
+    assert umap_embedding_or_job(p, params, "flaky").from_cache and _FlakyUMAP.fits == 2
+
+
 def test_bundles_without_features_or_head_get_notes(app: AppTest, tmp_path: Path) -> None:
     from calibviz.formats import save_bundle
     from calibviz.uploads import accept_upload
@@ -325,7 +359,7 @@ def test_bundles_without_features_or_head_get_notes(app: AppTest, tmp_path: Path
     row = r2[r2["model"] == headless_t].iloc[0]
     assert np.isnan(float(row["R² train"]))
     assert float(row["R² test"]) == pytest.approx(F.class_separation(p.features, p.labels), rel=1e-12)
-    assert _array(_cka(app)["data"][0]["z"]).size == 4  # CE and the bundle with features
+    assert plotly_array(_cka(app)["data"][0]["z"]).size == 4  # CE and the bundle with features
 
 
 # ------------------------------------------------------------------------- library helpers used by the page
@@ -371,9 +405,7 @@ def test_cached_umap_lookup_never_fits(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("CALIBVIZ_CACHE", str(tmp_path))
     monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_FakeUMAP))
     _FakeUMAP.fits = 0
-    rng = np.random.default_rng(1)
-    p = Predictions(labels=np.repeat(np.arange(3), 20), logits=rng.normal(size=(60, 3)).astype(np.float32),
-                    features=rng.normal(size=(60, 5)).astype(np.float32), meta={"data_spec": "x:test"})
+    p = _random_features(1)
     params = F.UmapParams(sample_size=30)
     assert F.cached_umap_for_predictions(p, params) is None and _FakeUMAP.fits == 0
     fitted = F.umap_for_predictions(p, params)

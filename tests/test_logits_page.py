@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from calibviz.logit_stats import logit_stats_from_arrays, spread_changes, summarize_statistic
 from calibviz.plots.logits import spread_figure
-from tests.conftest import ZOO, open_page, plotly_figures
+from tests.conftest import ZOO, open_page, plotly_array, plotly_figures
 
 PAGE = "views/logits.py"
 MASK = 0.3
@@ -26,13 +25,6 @@ def _open(dataset: str = "digits") -> AppTest:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
-
-
-def _array(v: object) -> np.ndarray:
-    """A plotly data array from the figure JSON: a plain list, or a typed array {dtype, bdata}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
-    return np.asarray(v, dtype=float)
 
 
 def _curves(at: AppTest) -> dict[str, dict]:
@@ -84,16 +76,16 @@ def test_one_curve_per_model_and_quick_compare(app: AppTest) -> None:
 
 
 def test_statistic_subset_and_style_change_the_figure(app: AppTest) -> None:
-    before = {k: _array(t["x"]) for k, t in _curves(app).items()}
+    before = {k: plotly_array(t["x"]) for k, t in _curves(app).items()}
     assert _x_title(app) == "max logit"
     app.selectbox(key="logits_stat").set_value("margin").run()
     assert not app.exception, app.exception
-    after = {k: _array(t["x"]) for k, t in _curves(app).items()}
+    after = {k: plotly_array(t["x"]) for k, t in _curves(app).items()}
     assert set(after) == set(before)
     assert _x_title(app).startswith("top-1")
     assert not np.allclose(after["CE teacher (n=500)"], before["CE teacher (n=500)"])
     app.selectbox(key="logits_stat").set_value("max_prob").run()
-    x = _array(next(iter(_curves(app).values()))["x"])
+    x = plotly_array(next(iter(_curves(app).values()))["x"])
     assert x.min() > -0.2 and x.max() < 1.2  # the shared grid spans probabilities, padded 5 %
     # wrong examples only: a handful per model
     app.radio(key="logits_subset").set_value("wrong").run()
@@ -116,7 +108,7 @@ def test_mask_slider_adds_dashed_overlays_in_the_base_colour(app: AppTest) -> No
         solid, dashed = curves[f"{base} (n=500)"], curves[f"{base} · 30% masked (n=500)"]
         assert solid["line"]["dash"] == "solid" and dashed["line"]["dash"] == "dash"
         assert solid["line"]["color"] == dashed["line"]["color"]
-        assert not np.allclose(_array(solid["y"]), _array(dashed["y"]))
+        assert not np.allclose(plotly_array(solid["y"]), plotly_array(dashed["y"]))
     table = _table(app)
     assert sorted(set(table["inputs"])) == ["30% masked", "clean"]
     assert len(table) == 2 * 2 * 3  # models × (clean, masked) × (all, correct, wrong)
@@ -192,13 +184,13 @@ def test_uploaded_bundle_gets_a_note_instead_of_a_masked_overlay(app: AppTest, t
 def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
     app.radio(key="logits_quick").set_value("distilled").run()
     app.selectbox(key="logits_stat").set_value("entropy").run()
-    curves = {k: _array(t["y"]).tolist() for k, t in _curves(app).items()}
+    curves = {k: plotly_array(t["y"]).tolist() for k, t in _curves(app).items()}
     app.switch_page("views/overview.py").run()
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
     assert app.selectbox(key="logits_stat").value == "entropy"
     assert app.radio(key="logits_quick").value == "distilled"
-    assert {k: _array(t["y"]).tolist() for k, t in _curves(app).items()} == curves
+    assert {k: plotly_array(t["y"]).tolist() for k, t in _curves(app).items()} == curves
 
 
 def test_spread_changes_verdicts_and_spread_figure() -> None:

@@ -16,7 +16,8 @@ from scipy.stats import norm
 
 from calibviz import metrics as M
 from calibviz.predictions import Predictions
-from calibviz.report import fixture_to_predictions, metrics_report
+from calibviz.report import metrics_report
+from tests.published_fixtures import fixture_to_predictions
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -518,6 +519,69 @@ def test_fixture_csv_and_npz_become_probabilities(tmp_path: object) -> None:
     q = fixture_to_predictions(npz)
     np.testing.assert_array_equal(q.probabilities(), probs)
     np.testing.assert_array_equal(q.labels, [1, 0])
+
+
+# ------------------------------------------------------------------------------ the metric registry
+
+
+def test_the_registry_gives_the_keys_the_evaluation_and_the_table() -> None:
+    from calibviz.report import metrics_table
+
+    keys = [m.key for m in M.METRICS]
+    assert tuple(keys) == M.METRIC_KEYS and len(set(keys)) == len(keys)
+    assert len({m.label for m in M.METRICS}) == len(keys)
+    p, y = miscalibrated(300, 4, seed=20)
+    st = M._MetricState(torch.from_numpy(p), torch.from_numpy(y), 10)
+    assert tuple(st.evaluate()) == M.METRIC_KEYS
+    w = torch.ones(2, 300, dtype=torch.float64)
+    assert all(v.shape == (2,) for v in st.evaluate(w).values())   # one value per resample
+    rep = {k: 0.5 for k in keys} | {"intervals": {k: [0.25, 0.75] for k in keys}}
+    table = metrics_table({"a": rep, "b": rep | {"ece": None}}, 10)
+    assert list(table.index) == [m.label for m in M.METRICS]
+    assert list(table.columns) == ["a", "b", "what it measures"]
+    assert table.loc["ECE", "a"] == "0.5000\u00a0[0.2500,\u00a00.7500]" and table.loc["ECE", "b"] == "—"
+    assert table.loc["ECE", "what it measures"].endswith("10 equal-width bins")
+    assert table.loc["Debiased L2 CE", "what it measures"].endswith("10 equal-mass bins")
+    assert all("{" not in w for w in table["what it measures"])
+
+
+def test_report_texts() -> None:
+    from calibviz.data import DataSpec
+    from calibviz.report import conventions_note, interval_text, report_command, table_note
+
+    assert interval_text(None, [0.1, 0.2]) == "—"
+    assert interval_text(0.5, None) == interval_text(0.5, [0.1, None]) == "0.5000"
+    assert interval_text(0.5, (0.25, 0.75)) == "0.5000\u00a0[0.2500,\u00a00.7500]"
+    assert report_command(DataSpec.parse("digits:test"), 10, 100) == (
+        "python -m calibviz report MODEL --split digits:test --bins 10 --boot 100 --json")
+    assert report_command(DataSpec.parse("run:all", bundle=True), 15, 200) == (
+        "python -m calibviz report MODEL --bins 15 --boot 200 --json")
+    assert "--split val " in report_command(DataSpec.parse("run:val", bundle=True), 15, 200)
+    assert "except Accuracy and AUROC" in table_note(DataSpec.parse("digits:test"), 15, 100)
+    rep = metrics_report(_bundle(), n_bins=12, n_boot=20, device="cpu")
+    top = conventions_note(rep, "top", "mass")
+    assert "12 equal-mass bins" in top and "20 resamples of the 600 rows" in top and "Wilson" in top
+    assert "classwise: the predicted probability p_k" in conventions_note(rep, "classwise", "width")
+    smooth = conventions_note(rep, "smooth", "width")
+    assert "reflected Gaussian kernel" in smooth and "Wilson" not in smooth
+
+
+def test_docs_metrics_table_is_generated_from_the_registry() -> None:
+    """docs/metrics.md carries the registry's table between the markers; rerun `python -m calibviz.report` if not."""
+    from pathlib import Path
+
+    from calibviz.report import DOCS_BEGIN, DOCS_END, metrics_doc_table, regenerate_metrics_doc
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    assert regenerate_metrics_doc(text) == text, "docs/metrics.md is out of date: run python -m calibviz.report"
+    table = metrics_doc_table()
+    assert all(f"| `{k}` |" in table for k in M.METRIC_KEYS)
+    section = text[text.index(DOCS_BEGIN):text.index(DOCS_END)]
+    assert table in section
+    with pytest.raises(ValueError, match="no generated section"):
+        regenerate_metrics_doc("# no markers here\n")
+    stale = text.replace("| `ece` | ECE |", "| `ece` | ECE (old) |")
+    assert regenerate_metrics_doc(stale) == text
 
 
 # ------------------------------------------------------------------------------ figures

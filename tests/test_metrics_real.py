@@ -23,7 +23,8 @@ from scipy.stats import norm
 
 from calibviz import metrics as M
 from calibviz.formats import save_bundle
-from calibviz.report import fixture_to_predictions, metrics_report
+from calibviz.report import metrics_report
+from tests.published_fixtures import fixture_to_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 

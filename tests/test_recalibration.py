@@ -16,6 +16,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from calibviz.calibrators import MTSPoint, fit_temperature, mts_curve
+from calibviz.data import DataSpec
 from calibviz.formats import load_bundle, save_bundle
 from calibviz.predictions import Predictions
 from calibviz.recalibration import fit_and_report, recalibration_report, temperature_curve
@@ -169,11 +170,13 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_mts_curve_fits_t_on_masked_fit_inputs_and_scores_clean_eval_inputs(trained_checkpoint: Path) -> None:
-    from calibviz.backend import run_model
+    from calibviz.backend import masked_predictions, predict, run_model
     from calibviz.data import load_dataset
     from calibviz.formats import load_checkpoint
 
-    points = mts_curve(trained_checkpoint, "digits:val", "digits:test", [0.0, 0.3], device="cpu")
+    fits = masked_predictions(trained_checkpoint, "digits:val", [0.0, 0.3], device="cpu")
+    assert [f.meta["mask_ratio"] for f in fits] == [0.0, 0.3]
+    points = mts_curve(fits, predict(trained_checkpoint, "digits:test", device="cpu"), device="cpu")
     assert [p.ratio for p in points] == [0.0, 0.3]
     model, _ = load_checkpoint(trained_checkpoint)
     val, test = load_dataset("digits:val"), load_dataset("digits:test")
@@ -200,3 +203,70 @@ def test_mts_report_uses_masked_fit_predictions(trained_checkpoint: Path) -> Non
                                                              abs=1e-9)
     assert rep["fit"]["mask_ratio"] == 0.3 and rep["eval"]["mask_ratio"] == 0.0
     assert not rep["flags"]["fits_fit_split_much_better"]
+
+
+def test_the_page_pieces_split_choices_lineup_table_and_notes(tmp_path: Path) -> None:
+    from calibviz.data import spec_choices
+    from calibviz.plots.recalibration import methods_grid_figure, mts_curve_figure
+    from calibviz.recalibration import (
+        MTS_CAVEAT,
+        comparison_columns,
+        comparison_note,
+        default_evaluation,
+        fit_method,
+        mts_explanation,
+        mts_lineup,
+        mts_summary,
+        split_choices,
+        top_label_bins,
+    )
+    from calibviz.sources import ModelEntry
+
+    fit_opts, eval_opts = split_choices("digits")
+    assert fit_opts == ["digits:val", "digits:train", "digits:test"]
+    assert eval_opts == [str(s) for s in spec_choices("digits")] and "digits-noise-3:test" in eval_opts
+    rows = Predictions(labels=np.zeros(6, dtype=np.int64), logits=np.zeros((6, 2), dtype=np.float32),
+                       split=np.array([2, 2, 1, 1, 2, 1]), meta={"split_names": ["train", "val", "test"]})
+    assert split_choices("up", rows) == (["up:val", "up:test", "up:all"], ["up:val", "up:test", "up:all"])
+    assert default_evaluation("digits:test", "digits:val", eval_opts) == "digits:test"
+    assert default_evaluation("digits:val", "digits:val", eval_opts) == "digits:test"  # never the fit rows
+    assert default_evaluation("up:all", "up:val", ["up:val", "up:test", "up:all"]) == "up:test"
+
+    def entry(name: str, recipe: str, kind: str = "checkpoint") -> ModelEntry:
+        return ModelEntry(name=name, title=name.upper(), dataset="digits", recipe=recipe, kind=kind,
+                          path=tmp_path / f"{recipe}.safetensors")
+
+    zoo = [entry("digits/ce", "ce"), entry("digits/ls", "ls"), entry("digits/dm", "dm")]
+    line = mts_lineup(zoo[0], zoo)
+    assert [(m.entry.name, m.label, m.key) for m in line] == [
+        ("digits/ce", "DIGITS/CE (full data)", "ce"), ("digits/dm", "DIGITS/DM", "dm")]
+    assert [m.key for m in mts_lineup(zoo[1], zoo)] == ["ls", "ce", "dm"]  # a zoo checkpoint off the curve
+    mine = entry("upload/mine", "upload", kind="bundle")
+    assert [m.key for m in mts_lineup(mine, zoo)] == ["ce", "dm"]  # a bundle cannot be run on masked inputs
+
+    bundle = netcal_bundle("lenet-5-cifar-10", tmp_path)
+    fit, ev = bundle.select_split("val"), bundle.select_split("test")
+    results = {m: fit_method(fit, ev, m, n_boot=20) for m in ("ts", "histogram")}
+    columns = comparison_columns(results)
+    assert list(columns) == ["Uncalibrated", "Temperature scaling", "Histogram binning"]
+    ts = columns["Temperature scaling"]
+    assert ts["fitted parameters"].startswith("T = ") and ts["Δ Accuracy"] == "+0.0000"
+    assert float(ts["ECE"].split()[0]) == pytest.approx(results["ts"].report["after"]["ece"], abs=1e-4)
+    note = comparison_note(results)
+    assert note.endswith("Bars below: TS = Temperature scaling, Hist. = Histogram binning.")
+    assert f"all {ev.n:,} evaluation rows" in note and "(20 resamples, seed 0)" in note
+    grid = methods_grid_figure(top_label_bins(ev.probabilities(), ev.labels), results).to_plotly_json()
+    titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("yanchor") == "bottom" and a["text"]]
+    assert titles == ["Uncalibrated", "Temperature scaling", "Histogram binning"]
+
+    steep = {"a": [MTSPoint(0.0, 1.0, 0.01, 1.0), MTSPoint(0.1, 1.2, 0.02, 1.0)],
+             "b": [MTSPoint(0.0, 8.0, 0.4, 2.0), MTSPoint(0.1, 9.0, 0.3, 2.0)]}
+    assert mts_curve_figure(steep, height=430, title="").layout.yaxis.type == "log"  # 0.4 / 0.01 > 8
+    flat = mts_curve_figure(steep, metric="nll")
+    assert flat.layout.yaxis.type != "log" and flat.layout.title.text.startswith("Masked temperature scaling")
+    assert mts_curve_figure(steep, log_y=False).layout.yaxis.type != "log"
+    summaries = {"ce": mts_summary("CE", steep["a"], 0.2), "dm": mts_summary("DM", steep["b"], 0.5)}
+    text = mts_explanation(DataSpec.of("digits:val"), DataSpec.of("digits-noise-3:test"), summaries)
+    assert "Fitted on **val**" in text and "**test — noise, severity 3**" in text
+    assert "- **CE**: plain TS" in text and "- **DM**: plain TS" in text and "After plain TS" in text
+    assert "more than 0.005 and 10% of its ECE" in MTS_CAVEAT

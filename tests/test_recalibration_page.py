@@ -3,7 +3,6 @@ predictions bundle with a split array."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from itertools import pairwise
@@ -17,7 +16,7 @@ from scipy.special import logsumexp
 from streamlit.testing.v1 import AppTest
 
 from calibviz.recalibration import manual_temperature_grid
-from tests.conftest import ZOO, open_page, plotly_figures
+from tests.conftest import ZOO, open_page, plotly_array, plotly_figures
 
 PAGE = "views/recalibration.py"
 T_KEY = "recalibration_temperature"
@@ -33,13 +32,6 @@ def _open() -> AppTest:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
-
-
-def _array(v: object) -> np.ndarray:
-    """A plotly data array from the figure JSON: a plain list or a typed array {dtype, bdata}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
-    return np.array([np.nan if x is None else x for x in v], dtype=float)
 
 
 def _figure(at: AppTest, title_start: str) -> dict:
@@ -65,7 +57,7 @@ def _panels(fig: dict) -> list[str]:
 def _manual_bars(at: AppTest) -> np.ndarray:
     fig = _figure(at, "Evaluation split at T =")
     bar = next(t for t in fig["data"] if t["type"] == "bar" and t["name"].startswith("Output"))
-    return _array(bar["y"])
+    return plotly_array(bar["y"])
 
 
 def _metric(at: AppTest, label_start: str) -> float:
@@ -111,7 +103,7 @@ def test_one_diagram_per_method_plus_uncalibrated_and_a_table_with_intervals(app
     assert _panels(grid) == ["Uncalibrated", *DEFAULT_LABELS]
     outputs = [t for t in grid["data"] if t["name"].startswith("Output")]
     assert len(outputs) == 5  # one diagram (its per-bin accuracy bars) per panel
-    assert len({tuple(np.round(_array(t["y"]), 6)) for t in outputs}) == 5  # ... and each its own data
+    assert len({tuple(np.round(plotly_array(t["y"]), 6)) for t in outputs}) == 5  # ... and each its own data
 
     table = app.table[0].value
     assert list(table.columns) == ["Uncalibrated", *DEFAULT_LABELS]
@@ -183,6 +175,24 @@ def test_temperature_slider_redraws_and_meets_the_ts_optimum(app: AppTest) -> No
     assert app.select_slider(key=T_KEY).value == pytest.approx(nearest)
 
 
+def test_every_registered_calibrator_is_offered_labelled_and_tabulated() -> None:
+    from calibviz.calibrators import REGISTRY
+
+    at = _open()
+    methods = at.multiselect(key="recalibration_methods")
+    assert methods.options == [info.label for info in REGISTRY.values()]  # a checkpoint: MTS too
+    methods.set_value(list(REGISTRY)).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    labels = [info.label for info in REGISTRY.values()]
+    assert list(at.table[0].value.columns) == ["Uncalibrated", *labels]
+    assert _panels(_grid(at)) == ["Uncalibrated", *labels]
+    bars = _figure(at, "Evaluation split: uncalibrated and each method")
+    assert list(bars["data"][0]["x"]) == ["uncalibrated", *(info.short for info in REGISTRY.values())]
+    assert any(all(f"{i.short} = {i.label}" in c.value for i in REGISTRY.values()) for c in at.caption)
+    assert at.selectbox(key="recalibration_export").options == labels
+
+
 def test_json_download_holds_the_fitted_temperature(monkeypatch: pytest.MonkeyPatch) -> None:
     from calibviz.backend import predict
     from calibviz.calibrators import Calibrator
@@ -235,6 +245,7 @@ def test_uploaded_bundle_with_a_split_array(tmp_path: Path) -> None:
     assert at.selectbox(key="recalibration_fit_uploaded").value == "uploaded:val"
     assert at.selectbox(key="recalibration_eval_uploaded").value == "uploaded:test"
     assert "mts" not in at.multiselect(key="recalibration_methods").options
+    assert "Masked temperature scaling" not in at.multiselect(key="recalibration_methods").options  # by its label
     assert any("needs the model" in i.value or "needs checkpoints" in i.value for i in at.info)
     table = at.table[0].value
     assert list(table.columns) == ["Uncalibrated", *DEFAULT_LABELS]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ZOO, open_page, plotly_figures
+from tests.conftest import ZOO, open_page, plotly_figures, plotly_list
 
 PAGE = "views/reliability.py"
 CELL = re.compile(r"^(-?\d+\.\d+)\s\[(-?\d+\.\d+),\s(-?\d+\.\d+)\]$")
@@ -25,17 +25,6 @@ def app() -> AppTest:
     at.sidebar.radio(key="dataset").set_value("digits").run()
     assert not at.exception, at.exception
     return at
-
-
-def _arr(v: object) -> list[float]:
-    """A plotly array as a list: plain JSON lists, or the typed arrays plotly writes for numpy ({dtype, bdata})."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
-    return list(v)  # type: ignore[call-overload]
 
 
 def _output_trace(fig: dict) -> dict:
@@ -86,7 +75,7 @@ def test_one_diagram_per_model_up_to_four(app: AppTest) -> None:
         names = [t.get("name", "") for t in fig["data"]]
         assert "Perfect calibration" in names and "Predictions per bin" in names
         assert any(n.startswith("Gap") for n in names)
-        assert len(_arr(_output_trace(fig)["error_y"]["array"])) == 15
+        assert len(plotly_list(_output_trace(fig)["error_y"]["array"])) == 15
         assert fig["layout"]["yaxis2"]["title"]["text"].startswith("Count")
 
     # a shifted split redraws the diagrams
@@ -94,7 +83,7 @@ def test_one_diagram_per_model_up_to_four(app: AppTest) -> None:
     assert not app.exception, app.exception
     shifted = plotly_figures(app)
     assert len(shifted) == 2
-    assert _arr(_output_trace(shifted[0])["y"]) != _arr(_output_trace(figs[0])["y"])
+    assert plotly_list(_output_trace(shifted[0])["y"]) != plotly_list(_output_trace(figs[0])["y"])
     assert any("test — noise, severity 5" in c.value for c in app.caption)
 
     app.sidebar.multiselect(key="models_digits").set_value(FIVE).run()
@@ -109,13 +98,13 @@ def test_one_diagram_per_model_up_to_four(app: AppTest) -> None:
 def test_bins_slider_changes_the_number_of_bars(app: AppTest) -> None:
     assert app.slider(key="reliability_bins").value == 15
     before = plotly_figures(app)
-    assert [len(_arr(_output_trace(f)["x"])) for f in before] == [15, 15]
+    assert [len(plotly_list(_output_trace(f)["x"])) for f in before] == [15, 15]
     app.slider(key="reliability_bins").set_value(30).run()
     assert not app.exception, app.exception
     after = plotly_figures(app)
-    assert [len(_arr(_output_trace(f)["x"])) for f in after] == [30, 30]
+    assert [len(plotly_list(_output_trace(f)["x"])) for f in after] == [30, 30]
     app.slider(key="reliability_bins").set_value(5).run()
-    assert [len(_arr(_output_trace(f)["x"])) for f in plotly_figures(app)] == [5, 5]
+    assert [len(plotly_list(_output_trace(f)["x"])) for f in plotly_figures(app)] == [5, 5]
     assert any("5 equal-width bins closed on the right (lo, hi]" in c.value for c in app.caption)
 
 
@@ -127,8 +116,8 @@ def test_equal_mass_classwise_and_smooth_views(app: AppTest) -> None:
     assert not app.exception, app.exception
     mass = plotly_figures(app)
     out = _output_trace(mass[0])
-    assert out["type"] == "scatter" and len(_arr(out["x"])) == 15  # points at each bin's mean confidence
-    assert _arr(out["x"]) != _arr(_output_trace(width[0])["x"])
+    assert out["type"] == "scatter" and len(plotly_list(out["x"])) == 15  # points at each bin's mean confidence
+    assert plotly_list(out["x"]) != plotly_list(_output_trace(width[0])["x"])
     assert any("15 equal-mass bins" in c.value for c in app.caption)
 
     app.radio(key="reliability_view").set_value("classwise").run()
@@ -138,9 +127,9 @@ def test_equal_mass_classwise_and_smooth_views(app: AppTest) -> None:
     cw = plotly_figures(app)
     assert [f["layout"]["title"]["text"] for f in cw] == ["CE teacher · class '3'", "LS α=0.1 · class '3'"]
     assert "class '3'" in cw[0]["layout"]["xaxis2"]["title"]["text"]
-    assert _arr(_output_trace(cw[0])["x"]) != _arr(_output_trace(mass[0])["x"])
+    assert plotly_list(_output_trace(cw[0])["x"]) != plotly_list(_output_trace(mass[0])["x"])
     app.selectbox(key="reliability_class").set_value(7).run()
-    assert _arr(_output_trace(plotly_figures(app)[0])["y"]) != _arr(_output_trace(cw[0])["y"])
+    assert plotly_list(_output_trace(plotly_figures(app)[0])["y"]) != plotly_list(_output_trace(cw[0])["y"])
 
     app.radio(key="reliability_view").set_value("smooth").run()
     assert not app.exception, app.exception
@@ -151,7 +140,7 @@ def test_equal_mass_classwise_and_smooth_views(app: AppTest) -> None:
         names = [t.get("name", "") for t in fig["data"]]
         assert "95% bootstrap band" in names and "Density of confidences" in names
         curve = next(t for t in fig["data"] if t.get("name", "").startswith("Smoothed accuracy"))
-        assert len(_arr(curve["x"])) > 100
+        assert len(plotly_list(curve["x"])) > 100
     assert smooth[0]["data"] != smooth[1]["data"]
     assert not app.error, [e.value for e in app.error]
 
@@ -178,8 +167,9 @@ def test_table_has_intervals_equal_to_metrics_report(app: AppTest) -> None:
 
 def test_uploaded_predictions_bundle(real_fixtures: Path, tmp_path: Path) -> None:
     from calibviz.formats import save_bundle
-    from calibviz.report import fixture_to_predictions, metrics_report
+    from calibviz.report import metrics_report
     from calibviz.uploads import accept_upload
+    from tests.published_fixtures import fixture_to_predictions
 
     preds = fixture_to_predictions(real_fixtures / "markus93" / "probs_resnet110_c10_logits.csv")
     bundle = tmp_path / "resnet110_c10.npz"
@@ -194,7 +184,7 @@ def test_uploaded_predictions_bundle(real_fixtures: Path, tmp_path: Path) -> Non
     assert at.sidebar.selectbox(key="spec_uploaded").value.endswith(":all")
     assert not at.error, [e.value for e in at.error]
     figs = plotly_figures(at)
-    assert len(figs) == 1 and len(_arr(_output_trace(figs[0])["x"])) == 15
+    assert len(figs) == 1 and len(plotly_list(_output_trace(figs[0])["x"])) == 15
     report = metrics_report(preds, n_bins=15, n_boot=at.select_slider(key="reliability_boot").value)
     assert abs(report["ece"] - 0.047503519) < 1e-5  # the published ECE of this model (docs/metrics.md)
     _check_against_report(at, model.title, report, 15)

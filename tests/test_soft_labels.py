@@ -307,11 +307,21 @@ def test_order_penalty_by_hand():
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-def test_training_hooks_are_registered():
+def test_soft_labels_does_not_import_training():
+    """The statistics are pure: importing them pulls in no training loop (training imports them instead)."""
+    import subprocess
+    import sys
+
+    code = "import sys, calibviz.soft_labels; sys.exit('calibviz.training' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("hooks_module", [None, "calibviz.soft_labels"])  # the shipped cards name the old module
+def test_training_hooks_are_registered(hooks_module):
     from calibviz.training import Batch, LossInputs, Recipe, resolve_hooks
 
     recipe = Recipe(name="kd_mixup_iso", title="t", loss="kd", mixup_alpha=1.0, kd_teacher="ce",
-                    hooks_module="calibviz.soft_labels", target_transform="tree_isotonic",
+                    hooks_module=hooks_module, target_transform="tree_isotonic",
                     extra_losses=(("order_penalty", 1.0),))
     _, transform, extras = resolve_hooks(recipe)
     rng = np.random.default_rng(0)
@@ -379,3 +389,29 @@ def test_gallery_items_and_figures(kind):
     np.testing.assert_allclose(np.asarray(heat.data[0].z, dtype=float), res.by_pair.violation_rate)
     hist = kendall_tau_distributions({"t1": res})
     assert float(np.sum(hist.data[0].y)) == pytest.approx(1.0)
+
+
+def test_teacher_helpers_of_the_page():
+    from calibviz.augment import TeacherOnMixed
+    from calibviz.soft_labels import kendall_tau_bins, summary_row, teacher_violations, worst_gallery
+
+    parents, mix = _fake_mix("image")
+    z = np.array([[0.0, 2.0, 1.0, -1.0], [3.0, 0.0, 1.0, 0.0], [0.0, 0.0, 4.0, 0.0], [1.0, 2.0, 0.0, 0.0]])
+    mixed = TeacherOnMixed(logits=z, mix=mix, checkpoint_sha256="x", card={})
+    params = ViolationParams(n_lambda_bins=5, temperature=2.0)
+    res = teacher_violations(mixed, params)
+    want = order_violations(z, mix.label_a, mix.label_b, mix.lam, params, n_classes=4)
+    np.testing.assert_array_equal(res.per_sample.kendall_tau, want.per_sample.kendall_tau)
+    assert res.by_pair.count.shape == (4, 4) and res.params == params
+    items = worst_gallery(mixed, parents, res, 2)
+    assert [it.index for it in items] == list(worst_violations(res, 2))
+    assert items[0].class_names == mix.class_names and items[0].temperature == 2.0
+    row = summary_row("CE", 2.0, res)
+    assert row["teacher"] == "CE" and row["T"] == 2.0 and row["samples"] == 4
+    assert row["any violation"] == pytest.approx(float(res.overall.violation_rate))
+    assert row["KL(p ‖ p′) of the fix"] == pytest.approx(float(res.overall.correction_kl))
+    # one bin per value of τ on the lattice of the 2C − 3 known pairs: 2C − 2 values
+    c = 10
+    lattice = np.array([2 * k / (2 * c - 3) - 1 for k in range(2 * c - 2)])
+    edges = np.linspace(-1, 1, kendall_tau_bins(c) + 1)
+    assert len(set(np.clip(np.searchsorted(edges, lattice, side="right") - 1, 0, kendall_tau_bins(c) - 1))) == 2 * c - 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ZOO, open_page, plotly_figures
+from tests.conftest import ZOO, open_page, plotly_array, plotly_figures
 
 PAGE = "views/soft_labels.py"
 N_SAMPLES = 250
@@ -27,22 +26,11 @@ def _open(n: int = N_SAMPLES) -> AppTest:
     return at
 
 
-def _array(v: object) -> np.ndarray:
-    """A plotly data array from the figure JSON: a plain list, or a typed array {dtype, bdata, shape}."""
-    if isinstance(v, dict):
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        shape = v.get("shape")
-        if shape:
-            a = a.reshape([int(x) for x in str(shape).split(",")] if isinstance(shape, str) else shape)
-        return a.astype(float)
-    return np.array([np.nan if x is None else x for x in np.ravel(v)], dtype=float).reshape(np.shape(v))
-
-
 def _lambda_curves(at: AppTest) -> dict[str, list[float]]:
     """The violation-against-λ chart (the page's first chart): teacher -> y values (nan: empty λ bin)."""
     fig = plotly_figures(at)[0]
     assert fig["layout"]["xaxis"]["title"]["text"].startswith("λ")
-    return {t["name"]: _array(t["y"]).tolist() for t in fig["data"]}
+    return {t["name"]: plotly_array(t["y"]).tolist() for t in fig["data"]}
 
 
 def _summary(at: AppTest) -> object:
@@ -60,7 +48,7 @@ def test_page_draws_one_violation_curve_per_teacher(app: AppTest) -> None:
     figs = plotly_figures(app)
     heatmaps = [f for f in figs if f["data"][0]["type"] == "heatmap" and len(f["data"]) == 1]
     assert [h["layout"]["title"]["text"] for h in heatmaps] == ["CE teacher", "LS α=0.1"]
-    assert all(_array(h["data"][0]["z"]).shape == (10, 10) for h in heatmaps)  # class pairs [a, b]
+    assert all(plotly_array(h["data"][0]["z"]).shape == (10, 10) for h in heatmaps)  # class pairs [a, b]
     gallery = [f for f in figs if any(t.get("name") == "isotonic fix" for t in f["data"])]
     assert len(gallery) == 4
     table = _summary(app)
@@ -98,7 +86,7 @@ def test_augmentation_and_alpha_change_the_data(app: AppTest) -> None:
     app.selectbox(key="soft_labels_metric").set_value("kendall_tau").run()
     fig = plotly_figures(app)[0]
     assert fig["layout"]["yaxis"]["range"] == [-1.0, 1.0]
-    y = np.concatenate([_array(t["y"]) for t in fig["data"]])
+    y = np.concatenate([plotly_array(t["y"]) for t in fig["data"]])
     assert np.all((y[np.isfinite(y)] >= -1.0) & (y[np.isfinite(y)] <= 1.0)) and np.isfinite(y).any()
 
 
@@ -126,7 +114,7 @@ def test_mnist1d_gallery_shows_signals() -> None:
     gallery = [f for f in plotly_figures(at) if any(t.get("name") == "isotonic fix" for t in f["data"])]
     assert gallery
     lines = [t for t in gallery[0]["data"] if t["type"] == "scatter"]
-    assert len(lines) == 3 and len(_array(lines[0]["y"])) == 40  # the mixed signal and its two parents
+    assert len(lines) == 3 and len(plotly_array(lines[0]["y"])) == 40  # the mixed signal and its two parents
 
 
 def test_a_broken_teacher_is_an_error_in_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

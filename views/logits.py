@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 
-from calibviz.app import (
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    zoo_models,
-)
+from calibviz.app import cached, explain, guarded, predictions, selection, zoo_models
 from calibviz.data import DATASET_NAMES, DataSpec
+from calibviz.findings import distilled_data_finding
 from calibviz.logit_stats import (
     BANDWIDTH_RULES,
     STATISTICS,
     SUBSETS,
     KdeParams,
-    SpreadChange,
     StatisticDistributions,
-    concentration_rows,
-    logit_stats,
+    concentration_table,
+    distilled_data_evidence,
+    masked_name,
     spread_changes,
-    summarize_statistic,
+    statistic_distributions,
 )
 from calibviz.plots.logits import STYLES, distribution_figure, spread_figure
 from calibviz.predictions import Predictions
-from calibviz.sources import ModelEntry
+from calibviz.sources import ModelEntry, display_labels
 
 KEY = "logits"
 PRESETS = {"sidebar": "Sidebar's models", "distilled": "Full vs distilled data (CE · DM · MDT)",
@@ -62,12 +57,10 @@ explain(
 # Cached computation
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _summary(keys: tuple[tuple[str, str], ...], statistic: str, bins: int, bandwidth: str,
-             _preds: dict[str, Predictions]) -> StatisticDistributions:
-    """Distributions of one statistic for the named predictions; keyed on (name, content digest) pairs."""
-    stats = {name: logit_stats(_preds[name]) for name, _digest in keys}
-    return summarize_statistic(stats, statistic, KdeParams(bins=bins, bandwidth=bandwidth))
+@cached
+def _summary(preds: dict[str, Predictions], statistic: str, params: KdeParams) -> StatisticDistributions:
+    """Distributions of one statistic for the named predictions (keyed on their content)."""
+    return statistic_distributions(preds, statistic, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +118,18 @@ def _model_picker(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> list[
     return [options[n] for n in chosen]
 
 
-def _controls(has_checkpoints: bool) -> dict[str, object]:
+@dataclass(frozen=True)
+class Choices:
+    """What the controls chose: the statistic, the examples, how to draw, the mask ratio and the KDE settings."""
+
+    statistic: str
+    subset: str
+    style: str
+    mask_ratio: float
+    kde: KdeParams
+
+
+def _controls(has_checkpoints: bool) -> Choices:
     """The statistic, subset, style and mask-ratio widgets (plus KDE options); returns their values."""
     c1, c2, c3 = st.columns([1.3, 1.5, 1.5])
     with c1:
@@ -150,44 +154,11 @@ def _controls(has_checkpoints: bool) -> dict[str, object]:
         bins = st.slider("Histogram bins", 10, 100, step=5, key=f"{KEY}_bins")
         bw = st.radio("KDE bandwidth rule", list(BANDWIDTH_RULES), key=f"{KEY}_bw", horizontal=True,
                       format_func=str.capitalize)
-    return {"stat": stat, "subset": subset, "style": style, "mask": float(mask), "bins": int(bins), "bw": bw}
+    return Choices(str(stat), str(subset), str(style), float(mask), KdeParams(bins=int(bins), bandwidth=str(bw)))
 
 
 # ---------------------------------------------------------------------------------------------
 # The page
-
-
-def _labels(models: list[ModelEntry]) -> dict[str, str]:
-    """Display names: titles, disambiguated by name where two models share one."""
-    titles = [m.title for m in models]
-    return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in models}
-
-
-def _masked_label(label: str, r: float) -> str:
-    return f"{label} · {r:.0%} masked"
-
-
-def _pct(x: float) -> str:
-    return f"{x:+.0%}".replace("-", "−").replace("%", "\u00a0%")
-
-
-def _evidence_markdown(dataset: str, spec: str, changes: list[SpreadChange], titles: dict[str, str]) -> str:
-    """The live, honest summary of what the zoo shows for the distilled-data claim, as markdown."""
-    ref = changes[0]
-    lines = [f"**Does this zoo show the distilled-data effect?** Max logit, all examples of {dataset} · "
-             f"{DataSpec.of(spec).label}, computed now. Spread of each distilled-data model against the full-data "
-             f"**{titles[ref.reference]}** (accuracy {ref.reference_accuracy:.2f}):", ""]
-    nb = "\u00a0"  # keep each number with its name and unit on one line
-    lines += [f"- **{titles[c.model]}**: std{nb}{_pct(c.std_change)}, IQR{nb}{_pct(c.iqr_change)} →{nb}*{c.verdict}* "
-              f"(accuracy {c.accuracy:.2f})" for c in changes]
-    if all(c.verdict == "more concentrated" for c in changes):
-        verdict = "the claim **holds** on this dataset: the distilled-data models' max logits are more concentrated."
-    elif all(c.verdict != "more concentrated" for c in changes):
-        verdict = ("the claim **does not show** on this dataset: the distilled-data models' max logits are not more "
-                   "concentrated than CE's.")
-    else:
-        verdict = "the claim **holds only in part** on this dataset (see each model's verdict)."
-    return "\n".join([*lines, "", f"So {verdict}"])
 
 
 EVIDENCE_NOTE = ("A spread counts as changed when std and IQR both move by 10 % or more. Compare the accuracies too: "
@@ -195,7 +166,7 @@ EVIDENCE_NOTE = ("A spread counts as changed when std and IQR both move by 10 % 
                  "well, and a zoo this small cannot separate the two.")
 
 
-def _zoo_evidence(dataset: str, spec: str, device: str) -> None:
+def _zoo_evidence(dataset: str, data: DataSpec) -> None:
     """Max-logit spread of the zoo's DM and MDT models against its CE model on the current split."""
     entries = {e.recipe: e for e in zoo_models(dataset) if e.recipe in EVIDENCE_RECIPES}
     if "ce" not in entries or len(entries) < 2:
@@ -203,74 +174,55 @@ def _zoo_evidence(dataset: str, spec: str, device: str) -> None:
                    "distilled-data claim cannot be checked here.")
         return
     chosen = [entries[r] for r in EVIDENCE_RECIPES if r in entries]
-    preds = {m.recipe: predictions(m, spec) for m in chosen}
-    keys = tuple((m.recipe, preds[m.recipe].digest()) for m in chosen)
-    dists = _summary(keys, "max_logit", int(DEFAULTS[f"{KEY}_bins"]), "scott", preds)
+    dists = _summary({m.recipe: predictions(m, data) for m in chosen}, "max_logit",
+                     KdeParams(bins=int(DEFAULTS[f"{KEY}_bins"]), bandwidth="scott"))
     with st.container(border=True):
-        st.markdown(_evidence_markdown(dataset, spec, spread_changes(dists, "ce"), {m.recipe: m.title for m in chosen}))
+        changes = spread_changes(dists, "ce")
+        st.markdown(distilled_data_evidence(f"{dataset} · {data.label}", changes, {m.recipe: m.title for m in chosen},
+                                            distilled_data_finding(changes).text))
         st.caption(EVIDENCE_NOTE)
 
 
-def _table(dists: StatisticDistributions, info: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """The concentration rows as a frame: model, inputs, subset, n, mean, median, std, IQR (subset-major)."""
-    rows = concentration_rows(dists)
-    order = {s: i for i, s in enumerate(SUBSETS)}
-    names = list(dists.by_model)
-    rows.sort(key=lambda r: (order[str(r["subset"])], names.index(str(r["model"]))))
-    return pd.DataFrame([{"model": info[str(r["model"])][0], "inputs": info[str(r["model"])][1],
-                          "examples": r["subset"], "n": r["n"], "mean": r["mean"], "median": r["median"],
-                          "std": r["std"], "IQR": r["iqr"]} for r in rows])
+def _named_predictions(models: list[ModelEntry], data: DataSpec, r: float) -> tuple[dict[str, Predictions],
+                                                                                    dict[str, str]]:
+    """Each model's predictions by display name, plus (r > 0) each runnable one's on masked inputs; and the
+    masked-variant names -> their base names. A model that fails is an error in the page, not a crash."""
+    labels = display_labels(models)
+    preds: dict[str, Predictions] = {}
+    for m in models:
+        try:
+            preds[labels[m.name]] = predictions(m, data)
+        except Exception as e:  # one broken model must not hide the others
+            st.error(f"{labels[m.name]}: {type(e).__name__}: {e}")
+    overlays: dict[str, str] = {}  # masked display name -> its base's display name
+    if r > 0:
+        for m in (m for m in models if m.runnable and labels[m.name] in preds):
+            preds[masked_name(labels[m.name], r)] = predictions(m, data, mask_ratio=r)
+            overlays[masked_name(labels[m.name], r)] = labels[m.name]
+        bundles = [labels[m.name] for m in models if not m.runnable]
+        if bundles:
+            st.info(f"No masked overlay for {', '.join(bundles)}: masking re-runs the model on altered inputs, and "
+                    "an uploaded predictions bundle holds only its outputs.")
+    return preds, overlays
 
 
 def body() -> None:
     sel = selection()
     if sel is None:
         return
-    restore_page_state(KEY, DEFAULTS)
     models = _model_picker(sel.dataset, sel.models)
     if not models:
         st.warning("Select at least one model (in the sidebar, or in *Models on this page*).")
         return
-    runnable = [m for m in models if m.runnable]
-    prm = _controls(bool(runnable))
-    spec, r, stat = sel.spec, float(prm["mask"]), str(prm["stat"])
-    labels = _labels(models)
-
-    preds: dict[str, Predictions] = {}
-    keys: list[tuple[str, str]] = []
-    info: dict[str, tuple[str, str]] = {}   # display name -> (model, inputs)
-    overlays: dict[str, str] = {}           # masked display name -> its base's display name
-    for m in models:
-        name = labels[m.name]
-        try:
-            p = predictions(m, spec)
-            preds[name] = p
-            keys.append((name, p.digest()))
-            info[name] = (name, "clean")
-        except Exception as e:  # one broken model must not hide the others
-            st.error(f"{name}: {type(e).__name__}: {e}")
-    if r > 0:
-        for m in runnable:
-            name = labels[m.name]
-            if name not in preds:
-                continue
-            masked = _masked_label(name, r)
-            p = predictions(m, spec, mask_ratio=r)
-            preds[masked] = p
-            keys.append((masked, p.digest()))
-            info[masked] = (name, f"{r:.0%} masked")
-            overlays[masked] = name
-        bundles = [labels[m.name] for m in models if m not in runnable]
-        if bundles:
-            st.info(f"No masked overlay for {', '.join(bundles)}: masking re-runs the model on altered inputs, and "
-                    "an uploaded predictions bundle holds only its outputs.")
+    ch = _controls(any(m.runnable for m in models))
+    r, subset = ch.mask_ratio, ch.subset
+    preds, overlays = _named_predictions(models, sel.data, r)
     if not preds:
         return
 
-    dists = _summary(tuple(keys), stat, int(prm["bins"]), str(prm["bw"]), preds)
-    subset = str(prm["subset"])
-    title = f"{dists.label} — {SUBSET_NAMES[subset].lower()} examples of {sel.dataset} · {DataSpec.of(spec).label}"
-    st.plotly_chart(distribution_figure(dists, subset=subset, style=str(prm["style"]), overlays=overlays,
+    dists = _summary(preds, ch.statistic, ch.kde)
+    title = f"{dists.label} — {SUBSET_NAMES[subset].lower()} examples of {sel.dataset} · {sel.data.label}"
+    st.plotly_chart(distribution_figure(dists, subset=subset, style=ch.style, overlays=overlays,
                                         title=title, legend="below"), width="stretch", key=f"{KEY}_chart")
     st.caption("Each colour is one model; the narrower and taller its curve, the more concentrated the statistic. "
                + ("Dashed, same colour: the same model on inputs with each element zeroed with probability "
@@ -285,10 +237,10 @@ def body() -> None:
                         width="stretch", key=f"{KEY}_spread")
     with right:
         if sel.dataset in DATASET_NAMES:
-            _zoo_evidence(sel.dataset, spec, sel.device)
+            _zoo_evidence(sel.dataset, sel.data)
 
     st.subheader(f"Concentration of the {dists.label}")
-    table = _table(dists, info)
+    table = pd.DataFrame(concentration_table(dists, overlays, r))
     st.dataframe(table, hide_index=True, width="stretch", height=36 + 35 * len(table),
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("mean", "median", "std", "IQR")})
@@ -297,5 +249,4 @@ def body() -> None:
                "(linear interpolation). Both small = concentrated.")
 
 
-guarded(body)
-save_page_state(KEY)
+guarded(body, state=KEY, defaults=DEFAULTS)

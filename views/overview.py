@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from calibviz.app import explain, guarded, predictions, selection
+from calibviz.findings import CALIBRATED_BAND, confidence_reading
 from calibviz.metrics import basic_metrics
 from calibviz.plots.overview import metrics_comparison
 
@@ -23,11 +24,8 @@ explain(
 
 
 def body() -> None:
-    sel = selection()
+    sel = selection(need_models=True)
     if sel is None:
-        return
-    if not sel.models:
-        st.warning("Select at least one model in the sidebar.")
         return
     rows, metrics = [], []
     for e in sel.models:
@@ -35,15 +33,14 @@ def body() -> None:
         probs = p.probabilities()
         m = basic_metrics(probs, p.labels)
         metrics.append(m)
-        gap = float(probs.max(1).mean()) - m["accuracy"]
+        conf = float(probs.max(1).mean())
         r = e.card.get("recipe", {})
         rows.append({
             "model": e.title, "recipe": e.recipe, "arch": e.arch or "—",
             "loss": r.get("loss", ""), "teacher": r.get("kd_teacher") or "",
             "KD T": r.get("kd_temperature") if r.get("kd_teacher") else "", "epochs": r.get("epochs", ""),
             "n": p.n, "accuracy": m["accuracy"], "nll": m["nll"], "brier": m["brier"], "ece": m["ece"],
-            "conf − acc": gap,
-            "reads as": "over-confident" if gap > 0.01 else "under-confident" if gap < -0.01 else "calibrated",
+            "conf − acc": conf - m["accuracy"], "reads as": confidence_reading(conf, m["accuracy"]),
         })
     st.subheader(f"Selected models on {sel.dataset} · {sel.data.label}")
     df = pd.DataFrame(rows)
@@ -51,8 +48,8 @@ def body() -> None:
     st.table(df.style.format(fmt).hide(axis="index"))
     st.plotly_chart(metrics_comparison([e.title for e in sel.models], metrics), width="stretch")
     st.caption("**conf − acc** is mean confidence minus accuracy: positive means over-confident on average, "
-               "negative under-confident (within ±0.01 reads as calibrated on average; the Reliability page shows "
-               "where in the confidence range the gap lies). "
+               f"negative under-confident (within ±{CALIBRATED_BAND:g} reads as calibrated on average; the "
+               "Reliability page shows where in the confidence range the gap lies). "
                "Each card also records the metrics measured when the zoo was built; see `python -m calibviz "
                "zoo list`. The numbers here are recomputed from the checkpoint on this machine.")
 

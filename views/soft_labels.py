@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
-from calibviz.app import (
-    explain,
-    guarded,
-    predictions,
-    restore_page_state,
-    save_page_state,
-    selection,
-    zoo_models,
-)
+from calibviz.app import cached, explain, guarded, predictions, selection, zoo_models
 from calibviz.augment import AugmentParams, TeacherOnMixed, teacher_on_mixed
-from calibviz.backend import file_digest
+from calibviz.calibrators import fit_temperature
 from calibviz.data import DATASET_NAMES, DataSpec, load_dataset
 from calibviz.plots.soft_labels import (
     METRIC_TITLES,
@@ -24,20 +18,17 @@ from calibviz.plots.soft_labels import (
     kendall_tau_distributions,
     violations_vs_lambda,
 )
+from calibviz.predictions import Predictions
 from calibviz.soft_labels import (
     GalleryItem,
     OrderViolations,
     ViolationParams,
-    gallery_items,
-    order_violations,
-    worst_violations,
+    kendall_tau_bins,
+    summary_row,
+    teacher_violations,
+    worst_gallery,
 )
-from calibviz.sources import ModelEntry
-
-try:  # temperature scaling lives in the calibrators module; without it the page offers T = 1 and T = 4 only
-    from calibviz.calibrators import fit_temperature
-except ImportError:  # pragma: no cover - depends on what is installed beside this page
-    fit_temperature = None
+from calibviz.sources import ModelEntry, display_labels
 
 KEY = "soft_labels"
 DEFAULT_TEACHERS = ("ce", "ls")
@@ -68,50 +59,41 @@ explain(
 # Cached computation: teacher logits on the mixed samples, statistics, gallery items, fitted T
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _on_mixed(digest: str, _path: str, name: str, spec: str, kind: str, alpha: float, n: int, seed: int,
-              device: str) -> TeacherOnMixed:
+@cached(max_entries=64)
+def _on_mixed(entry: ModelEntry, data: DataSpec, augment: AugmentParams, device: str) -> TeacherOnMixed:
     """A teacher's logits on the mixed samples (also cached on disk by the library), with a progress bar."""
-    bar = st.progress(0.0, text=f"Running {name} on {n} {AUGMENTATIONS[kind]} samples …")
+    bar = st.progress(0.0, text=f"Running {entry.title} on {augment.n_samples} {AUGMENTATIONS[augment.kind]} "
+                                "samples …")
     try:
-        return teacher_on_mixed(_path, spec, AugmentParams(kind, alpha, n, seed), device=device,
-                                progress=lambda f, msg: bar.progress(float(f), text=f"{name}: {msg}"))
+        return teacher_on_mixed(entry.path, data, augment, device=device,
+                                progress=lambda f, msg: bar.progress(float(f), text=f"{entry.title}: {msg}"))
     finally:
         bar.empty()
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _violations(digest: str, _path: str, name: str, spec: str, kind: str, alpha: float, n: int, seed: int,
-                device: str, temperature: float, space: str, n_bins: int) -> OrderViolations:
+@cached(max_entries=128)
+def _violations(entry: ModelEntry, data: DataSpec, augment: AugmentParams, device: str,
+                params: ViolationParams) -> OrderViolations:
     """Order-violation statistics of one teacher, computed once per (teacher, parameters)."""
-    mixed = _on_mixed(digest, _path, name, spec, kind, alpha, n, seed, device)
-    mix = mixed.mix
-    return order_violations(mixed.logits, mix.label_a, mix.label_b, mix.lam,
-                            ViolationParams(n_lambda_bins=n_bins, temperature=temperature, space=space),
-                            n_classes=len(mix.class_names) or None)
+    return teacher_violations(_on_mixed(entry, data, augment, device), params)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _gallery(digest: str, _path: str, name: str, spec: str, kind: str, alpha: float, n: int, seed: int,
-             device: str, temperature: float, space: str, n_bins: int, k: int) -> list[GalleryItem]:
+@cached(max_entries=64)
+def _gallery(entry: ModelEntry, data: DataSpec, augment: AugmentParams, device: str, params: ViolationParams,
+             k: int) -> list[GalleryItem]:
     """The k worst violations of one teacher, ready to draw."""
-    mixed = _on_mixed(digest, _path, name, spec, kind, alpha, n, seed, device)
-    stats = _violations(digest, _path, name, spec, kind, alpha, n, seed, device, temperature, space, n_bins)
-    return gallery_items(mixed.mix, load_dataset(spec).x, mixed.logits, worst_violations(stats, k), stats,
-                         mixed.mix.class_names)
+    return worst_gallery(_on_mixed(entry, data, augment, device), load_dataset(data).x,
+                         _violations(entry, data, augment, device, params), k)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _fitted_temperature(digest: str, _entry: ModelEntry, val_spec: str) -> float:
-    """The teacher's NLL-optimal temperature on the validation split."""
-    p = predictions(_entry, val_spec)
-    return float(fit_temperature(p.logits, p.labels))
+@cached(max_entries=64)
+def _fitted_temperature(preds: Predictions) -> float:
+    """The teacher's NLL-optimal temperature on the given (validation) predictions."""
+    return float(fit_temperature(preds.logits, preds.labels))
 
 
 # ---------------------------------------------------------------------------------------------
 # Widgets
-
-
 
 
 def _teacher_picker(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> list[ModelEntry]:
@@ -133,8 +115,20 @@ def _teacher_picker(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> lis
     return [options[n] for n in chosen]
 
 
-def _controls(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> tuple[list[ModelEntry], dict[str, object]]:
-    """Draw the page's controls; return the teachers and the chosen parameters."""
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """What the controls chose: teachers, the mixing, the statistics (at T = 1), the temperature choice and the
+    statistic the λ chart and heatmaps show."""
+
+    teachers: tuple[ModelEntry, ...]
+    augment: AugmentParams
+    violations: ViolationParams
+    temperature: str
+    metric: str
+
+
+def _controls(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> Choices:
+    """Draw the page's controls; return what they chose."""
     c1, c2, c3, c4 = st.columns([3.2, 1.2, 1.6, 1.8])
     with c1:
         teachers = _teacher_picker(dataset, sidebar_models)
@@ -149,13 +143,10 @@ def _controls(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> tuple[lis
     with c4:
         n = st.select_slider("Mixed samples per teacher", SAMPLE_COUNTS, key=f"{KEY}_n",
                              help="Parents are drawn at random (seeded) from the sidebar's data split.")
-    temps = dict(TEMPERATURES) if fit_temperature is not None else {k: v for k, v in TEMPERATURES.items()
-                                                                    if k != "ts"}
-    if st.session_state[f"{KEY}_temp"] not in temps:
-        st.session_state[f"{KEY}_temp"] = "1"
     d1, d2, d3 = st.columns([3.2, 2.8, 1.8])
     with d1:
-        temp = st.radio("Teacher's soft-label temperature", list(temps), key=f"{KEY}_temp", format_func=temps.get,
+        temp = st.radio("Teacher's soft-label temperature", list(TEMPERATURES), key=f"{KEY}_temp",
+                        format_func=TEMPERATURES.get,
                         horizontal=True,
                         help="T = 1: the teacher as trained. TS: temperature scaling, one T per teacher fitted by "
                              "NLL on the validation split. T = 4: the temperature the zoo's KD students are "
@@ -171,34 +162,19 @@ def _controls(dataset: str, sidebar_models: tuple[ModelEntry, ...]) -> tuple[lis
                                                "probabilities directly; both give a label that respects the order.")
         n_bins = st.slider("λ bins on [½, 1]", 2, 20, key=f"{KEY}_bins")
         seed = st.number_input("Seed of the mixing", 0, 10_000, step=1, key=f"{KEY}_seed")
-    if fit_temperature is None:
-        st.caption("Temperature scaling is unavailable: `calibviz.calibrators.fit_temperature` is not installed.")
-    return teachers, {"kind": kind, "alpha": float(alpha), "n": int(n), "seed": int(seed), "temp": temp,
-                      "space": space, "n_bins": int(n_bins), "metric": metric}
+    return Choices(tuple(teachers), AugmentParams(kind, float(alpha), int(n), int(seed)),
+                   ViolationParams(n_lambda_bins=int(n_bins), space=str(space)), str(temp), str(metric))
 
 
 # ---------------------------------------------------------------------------------------------
 # The page
 
 
-def _temperature(entry: ModelEntry, dataset: str, choice: str) -> float:
+def _temperature(entry: ModelEntry, data: DataSpec, choice: str) -> float:
+    """The teacher's soft-label temperature: fitted on the validation split for TS, else the chosen number."""
     if choice == "ts":
-        return _fitted_temperature(file_digest(entry.path), entry, f"{dataset}:val")
+        return _fitted_temperature(predictions(entry, data.with_split("val")))
     return float(choice)
-
-
-def _labels(teachers: list[ModelEntry]) -> dict[str, str]:
-    """Display names: titles, disambiguated by name where two teachers share one."""
-    titles = [m.title for m in teachers]
-    return {m.name: (m.title if titles.count(m.title) == 1 else f"{m.title} ({m.name})") for m in teachers}
-
-
-def _summary_row(label: str, temperature: float, res: OrderViolations) -> dict[str, object]:
-    o = res.overall
-    return {"teacher": label, "T": temperature, "samples": int(o.count),
-            "any violation": float(o.violation_rate), "violated known pairs": float(o.pair_violation_rate),
-            "mean Kendall τ": float(o.kendall_tau), "a or b in top-2": float(o.parent_in_top2),
-            "{a, b} = top-2": float(o.parents_are_top2), "KL(p ‖ p′) of the fix": float(o.correction_kl)}
 
 
 def body() -> None:
@@ -209,35 +185,30 @@ def body() -> None:
         st.warning("Soft labels need a model calibviz can run on inputs it can mix: pick digits or mnist1d in the "
                    "sidebar (uploaded predictions bundles have no model to run).")
         return
-    restore_page_state(KEY, DEFAULTS)
-    teachers, prm = _controls(sel.dataset, sel.checkpoints)
-    if not teachers:
+    ch = _controls(sel.dataset, sel.checkpoints)
+    if not ch.teachers:
         st.warning("Pick at least one teacher above.")
         return
-    spec = sel.spec
-    mix_args = (spec, prm["kind"], prm["alpha"], prm["n"], prm["seed"], sel.device)
-    labels = _labels(teachers)
+    aug, mix_args = ch.augment, (sel.data, ch.augment, sel.device)
+    labels = display_labels(ch.teachers)
     results: dict[str, OrderViolations] = {}
-    temps: dict[str, float] = {}
-    for m in teachers:
+    params: dict[str, ViolationParams] = {}  # per teacher: the statistics' parameters at its temperature
+    for m in ch.teachers:
         try:
-            digest = file_digest(m.path)
-            temps[m.name] = _temperature(m, sel.dataset, str(prm["temp"]))
-            results[m.name] = _violations(digest, str(m.path), m.title, *mix_args, temps[m.name],
-                                          str(prm["space"]), prm["n_bins"])
+            params[m.name] = dataclasses.replace(ch.violations, temperature=_temperature(m, sel.data, ch.temperature))
+            results[m.name] = _violations(m, *mix_args, params[m.name])
         except Exception as e:  # one broken teacher must not hide the others
             st.error(f"{labels[m.name]}: {type(e).__name__}: {e}")
     if not results:
         return
     shown = {labels[k]: v for k, v in results.items()}
-    st.caption(f"{prm['n']} {AUGMENTATIONS[prm['kind']]} samples per teacher, mixed from **{sel.dataset} · "
-               f"{DataSpec.of(spec).label}** (the sidebar's split), λ ~ Beta({prm['alpha']:g}, {prm['alpha']:g}) "
-               "folded "
-               f"onto [½, 1], seed {prm['seed']}. *a* is the parent with the larger weight λ, *b* the other; when "
-               "both parents have the same class the order is a ≥ every other.")
+    st.caption(f"{aug.n_samples} {AUGMENTATIONS[aug.kind]} samples per teacher, mixed from **{sel.dataset} · "
+               f"{sel.data.label}** (the sidebar's split), λ ~ Beta({aug.alpha:g}, {aug.alpha:g}) folded onto [½, 1], "
+               f"seed {aug.seed}. *a* is the parent with the larger weight λ, *b* the other; when both parents have "
+               "the same class the order is a ≥ every other.")
 
     st.subheader("Per teacher")
-    df = pd.DataFrame([_summary_row(labels[k], temps[k], r) for k, r in results.items()])
+    df = pd.DataFrame([summary_row(labels[k], params[k].temperature, r) for k, r in results.items()])
     fmt = {c: "{:.3f}" for c in df.columns if c not in ("teacher", "samples", "T")}
     fmt |= {"T": "{:.3g}", "KL(p ‖ p′) of the fix": "{:.4f}"}
     st.table(df.style.format(fmt).hide(axis="index"))
@@ -247,7 +218,7 @@ def body() -> None:
                "**KL(p ‖ p′)**: how far the exact fix moves the teacher's soft label at T, i.e. how much a "
                "distillation target would change.")
 
-    metric = str(prm["metric"])
+    metric, class_names = ch.metric, load_dataset(sel.data).class_names
     left, right = st.columns([1.25, 1])
     with left:
         st.markdown(f"**{METRIC_TITLES[metric].capitalize()} against λ**")
@@ -256,15 +227,11 @@ def body() -> None:
                    "its probability easily sinks below an unrelated class. Hover for each bin's sample count.")
     with right:
         st.markdown("**Kendall τ per mixed sample**")
-        # τ lives on the lattice k·2/m − 1 (m = 2C − 3 known pairs); m + 1 equal bins on [−1, 1] give each lattice
-        # value its own bar (same-class and λ = ½ samples, with fewer pairs, fall into the nearest one)
-        n_tau_bins = 2 * len(load_dataset(spec).class_names) - 2
-        st.plotly_chart(kendall_tau_distributions(shown, max_values=0, n_bins=n_tau_bins), width="stretch",
-                        key=f"{KEY}_tau_chart")
+        st.plotly_chart(kendall_tau_distributions(shown, max_values=0, n_bins=kendall_tau_bins(len(class_names))),
+                        width="stretch", key=f"{KEY}_tau_chart")
         st.caption("τ = 1: every required pair in order. Mass to the left of 1 is broken order.")
 
     st.subheader("By class pair")
-    class_names = load_dataset(spec).class_names
     cols = st.columns(min(len(results), 2))
     for i, (name, res) in enumerate(results.items()):
         with cols[i % len(cols)]:
@@ -279,20 +246,17 @@ def body() -> None:
         pick = st.selectbox("Teacher", list(results), key=f"{KEY}_gallery_teacher", format_func=labels.get)
     with g2:
         k = st.select_slider("Samples shown", (2, 4, 6, 8), key=f"{KEY}_gallery_n")
-    m = next(t for t in teachers if t.name == pick)
-    items = _gallery(file_digest(m.path), str(m.path), m.title, *mix_args, temps[pick], str(prm["space"]),
-                     prm["n_bins"], int(k))
+    items = _gallery(next(t for t in ch.teachers if t.name == pick), *mix_args, params[pick], int(k))
     if not items:
         st.success(f"{labels[pick]} respects the order on every sample.")
         return
     st.caption("Lowest Kendall τ first. Top: the mixed input and its two parents. Bottom: the teacher's soft label "
-               f"at T = {temps[pick]:.3g} (grey) and the exact isotonic fix (red); (a) and (b) mark the parents' "
-               "classes.")
+               f"at T = {params[pick].temperature:.3g} (grey) and the exact isotonic fix (red); (a) and (b) mark the "
+               "parents' classes.")
     grid = st.columns(2)
     for i, item in enumerate(items):
         with grid[i % 2]:
             st.plotly_chart(gallery_item_figure(item), width="stretch", key=f"{KEY}_gallery_{i}")
 
 
-guarded(body)
-save_page_state(KEY)
+guarded(body, state=KEY, defaults=DEFAULTS)

@@ -12,17 +12,18 @@ and never builds a key by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
 
-from calibviz.backend import pick_device, predict
+from calibviz.backend import predict
 from calibviz.data import DataSpec
+from calibviz.devices import pick_device
 from calibviz.formats import load_bundle
 from calibviz.predictions import Predictions
-from calibviz.sources import ModelEntry
+from calibviz.sources import ModelEntry, display_labels
 from calibviz.uploads import bundle_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,3 +82,22 @@ def predictions(entry: ModelEntry, spec: str | DataSpec, mask_ratio: float = 0.0
         return _bundle(entry, data.split)
     device = st.session_state.get("device") or str(pick_device())
     return _run(entry, str(spec), float(mask_ratio), device)
+
+
+def predictions_by_model(models: Iterable[ModelEntry], data: str | DataSpec, *,
+                         missing_note: str | None = None) -> dict[str, Predictions]:
+    """Each model's predictions on `data`, by model name. A model that cannot give them is reported and left out, so
+    one broken model never hides the others: as an error, or, with `missing_note` (a split that a bundle may
+    lack), as a note that ends with it."""
+    models = list(models)
+    labels, spec = display_labels(models), DataSpec.of(data)
+    out = {}
+    for m in models:
+        try:
+            out[m.name] = predictions(m, spec)
+        except Exception as e:  # shown in the page; the others still load
+            if missing_note is None:
+                st.error(f"{labels[m.name]} on {spec}: {type(e).__name__}: {e}")
+            else:
+                st.info(f"{labels[m.name]}: no predictions on {spec.label} ({e}); {missing_note}")
+    return out

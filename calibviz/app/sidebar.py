@@ -12,8 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 from calibviz.app.state import keep_sidebar_state
-from calibviz.backend import pick_device
 from calibviz.data import DATASET_NAMES, SPLITS, DataSpec, spec_choices
+from calibviz.devices import pick_device
 from calibviz.diskcache import cache_dir
 from calibviz.formats import FormatError
 from calibviz.sources import ModelEntry, models_of
@@ -117,7 +117,12 @@ def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None
     return Selection(dataset=ds, data=choices[spec], models=tuple(by_name[n] for n in chosen), device=device)
 
 
-def selection() -> Selection | None:
-    """Draw the shared sidebar and return its selection. Every page calls this first."""
+def selection(*, need_models: bool = False) -> Selection | None:
+    """Draw the shared sidebar and return its selection. Every page calls this first. With `need_models`, a
+    selection of no models is None too, after a warning that says to pick one."""
     keep_sidebar_state()
-    return sidebar()
+    sel = sidebar()
+    if sel is not None and need_models and not sel.models:
+        st.warning("Select at least one model in the sidebar.")
+        return None
+    return sel

@@ -24,11 +24,16 @@ def _class_name(names: Sequence[str], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
 
+def _title(text: str, size: int | None) -> str | dict:
+    return text if size is None else {"text": text, "font": {"size": size}}
+
+
 def embedding_figure(coords: np.ndarray, preds: Predictions, color_by: str = "class", title: str = "",
-                     axis_titles: tuple[str, str] = ("dim 1", "dim 2"), marker_size: int = 4) -> go.Figure:
+                     axis_titles: tuple[str, str] = ("dim 1", "dim 2"), marker_size: int = 4,
+                     height: int | None = None, title_size: int | None = None) -> go.Figure:
     """Scatter of 2-D coordinates (PCA or UMAP) of the rows of `preds` (aligned to `coords`), drawn
     with scattergl and float32 arrays; coloured by class, correctness or confidence. Hover shows
-    sample id, label, prediction and confidence."""
+    sample id, label, prediction and confidence; `selected_sample_ids` reads a selection back."""
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by {color_by!r} is unknown; known: {list(COLOR_BY)}")
     xy = np.asarray(coords, dtype=np.float32)
@@ -59,15 +64,32 @@ def embedding_figure(coords: np.ndarray, preds: Predictions, color_by: str = "cl
         add(np.ones(preds.n, dtype=bool), "confidence",
             {"color": conf, "colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0, "opacity": 0.8,
              "colorbar": {"title": {"text": "confidence"}}})
-    fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+    fig.update_layout(title=_title(title, title_size), xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
                       legend={"itemsizing": "constant"}, template="plotly_white",
                       margin={"l": 50, "r": 20, "t": 50, "b": 45})
+    if height is not None:
+        fig.update_layout(height=height)
     return fig
+
+
+def selected_sample_ids(event: object) -> list[float]:
+    """Sample ids (customdata[0]) of the points selected on an `embedding_figure` chart (Streamlit's selection
+    event). The browser sends a point's customdata as a list, or as {"0": id, "1": label, ...} when the figure
+    carried a typed array."""
+    points = event.get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    out = []
+    for p in points:
+        cd = p.get("customdata")
+        first = cd[0] if isinstance(cd, (list, tuple)) and cd else cd.get("0") if isinstance(cd, dict) else None
+        if isinstance(first, (int, float)):
+            out.append(first)
+    return out
 
 
 def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProjection]],
                                class_names: Sequence[str] | None = None, marker_size: int = 4,
-                               title: str = "", class_colored_templates: bool = False) -> go.Figure:
+                               title: str = "", class_colored_templates: bool = False,
+                               subplot_title_size: int | None = None, margin_top: int = 70) -> go.Figure:
     """Müller template projections, one column per model and one row per split (e.g. train and
     held-out): the examples of the three classes, and the triangle of their templates. With
     `class_colored_templates` each template's marker takes its class's colour instead of a text label
@@ -117,13 +139,17 @@ def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProject
             axis = (r - 1) * len(models) + c
             fig.update_yaxes(scaleanchor=f"x{'' if axis == 1 else axis}", scaleratio=1, row=r, col=c)
     fig.update_layout(title=title, template="plotly_white", height=360 * len(splits) + 80,
-                      legend={"itemsizing": "constant"}, margin={"l": 40, "r": 20, "t": 70, "b": 40})
+                      legend={"itemsizing": "constant"}, margin={"l": 40, "r": 20, "t": margin_top, "b": 40})
+    if subplot_title_size is not None:
+        fig.update_annotations(font_size=subplot_title_size)
     return fig
 
 
-def separation_bar_figure(values: Mapping[str, Mapping[str, float]],
-                          title: str = "class separation R²") -> go.Figure:
-    """Grouped bars of class separation R²: values[model][series] (series e.g. 'train', 'test')."""
+def separation_bar_figure(values: Mapping[str, Mapping[str, float]], title: str = "class separation R²",
+                          height: int | None = None, margin_top: int = 50,
+                          legend_on_top: bool = False) -> go.Figure:
+    """Grouped bars of class separation R²: values[model][series] (series e.g. 'train', 'test'); with
+    `legend_on_top` the series legend runs in a row above the bars."""
     models = list(values)
     series: list[str] = []
     for m in models:
@@ -136,12 +162,18 @@ def separation_bar_figure(values: Mapping[str, Mapping[str, float]],
                              hovertemplate="%{x}: R² %{y:.4f}<extra>" + s + "</extra>"))
     top = np.nanmax([values[m].get(s, np.nan) for m in models for s in series] + [0.0])
     fig.update_layout(barmode="group", title=title, yaxis={"title": "R²", "range": [0, max(1.0, top) * 1.05]},
-                      template="plotly_white", margin={"l": 50, "r": 20, "t": 50, "b": 45})
+                      template="plotly_white", margin={"l": 50, "r": 20, "t": margin_top, "b": 45})
+    if height is not None:
+        fig.update_layout(height=height)
+    if legend_on_top:
+        fig.update_layout(legend={"orientation": "h", "y": 1.12})
     return fig
 
 
-def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "linear CKA") -> go.Figure:
-    """Heatmap of a symmetric (M, M) CKA matrix on a fixed [0, 1] colour scale, values printed."""
+def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "linear CKA",
+                       height: int | None = None, margin_top: int = 50) -> go.Figure:
+    """Heatmap of a symmetric (M, M) CKA matrix on a fixed [0, 1] colour scale, values printed. Without a
+    `height`, plotly's default; pages pass one that grows with the number of models."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (len(names), len(names)):
         raise ValueError(f"matrix must be ({len(names)}, {len(names)}), got {m.shape}")
@@ -149,7 +181,10 @@ def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "l
                                texttemplate="%{z:.2f}", hovertemplate="%{y} vs %{x}: %{z:.4f}<extra></extra>",
                                colorbar={"title": {"text": "CKA"}}))
     fig.update_layout(title=title, template="plotly_white", yaxis={"autorange": "reversed", "showgrid": False},
-                      xaxis={"scaleanchor": "y", "showgrid": False}, margin={"l": 60, "r": 20, "t": 50, "b": 60})
+                      xaxis={"scaleanchor": "y", "showgrid": False},
+                      margin={"l": 60, "r": 20, "t": margin_top, "b": 60})
+    if height is not None:
+        fig.update_layout(height=height)
     return fig
 
 

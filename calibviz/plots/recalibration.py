@@ -16,8 +16,8 @@ from plotly.subplots import make_subplots
 
 from calibviz.calibrators import MTSPoint
 from calibviz.metrics import ReliabilityBins
-from calibviz.plots.reliability import reliability_figure
-from calibviz.recalibration import TemperatureCurve
+from calibviz.plots.reliability import metric_note, reliability_figure
+from calibviz.recalibration import AtTemperature, MethodResult, TemperatureCurve
 
 PALETTE = qualitative.Plotly
 METRIC_TITLES = {"ece": "ECE", "nll": "NLL", "brier": "Brier", "accuracy": "Accuracy", "auroc": "AUROC"}
@@ -54,10 +54,16 @@ def temperature_curve_figure(curve: TemperatureCurve, current: float | None = No
     return fig
 
 
+LOG_SPREAD = 8.0
+"""An MTS curve figure switches to a log y axis by itself when its largest value exceeds its smallest by this
+factor: one steep curve would otherwise flatten the others."""
+
+
 def mts_curve_figure(curves: Mapping[str, Sequence[MTSPoint]], metric: str = "ece",
-                     title: str | None = None) -> go.Figure:
+                     title: str | None = None, height: int | None = None, log_y: bool | None = None) -> go.Figure:
     """The MTS curve (mask ratio r against evaluation-split ECE or NLL) of several models; r = 0 is
-    plain temperature scaling and is marked with a square. Hover shows the fitted T."""
+    plain temperature scaling and is marked with a square. Hover shows the fitted T. `title` "" draws
+    none; `log_y` None picks a log axis when the values spread over more than `LOG_SPREAD`."""
     if metric not in ("ece", "nll"):
         raise ValueError(f"metric must be 'ece' or 'nll', got {metric!r}")
     fig = go.Figure()
@@ -71,11 +77,18 @@ def mts_curve_figure(curves: Mapping[str, Sequence[MTSPoint]], metric: str = "ec
             hovertemplate=(f"{name}<br>r=%{{x:.2f}}<br>{METRIC_TITLES[metric]} %{{y:.4f}}"
                            "<br>T=%{customdata[0]:.3f}<extra></extra>")))
     default_title = f"Masked temperature scaling: mask ratio r against {METRIC_TITLES[metric]}"
-    fig.update_layout(title=title or default_title,
-                      xaxis_title="mask ratio r (r = 0: plain temperature scaling)",
+    fig.update_layout(title=default_title if title is None else (title or None), template="plotly_white",
+                      height=height, xaxis_title="mask ratio r (r = 0: plain temperature scaling)",
                       yaxis_title=f"{METRIC_TITLES[metric]} on the evaluation split (inputs never masked)",
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 50, "b": 10})
     fig.update_yaxes(rangemode="tozero")
+    ys = [getattr(p, metric) for pts in curves.values() for p in pts]
+    if log_y is None:
+        log_y = bool(ys) and min(ys) > 0 and max(ys) / min(ys) > LOG_SPREAD
+    if log_y:
+        ticks = [m * 10.0 ** e for e in range(-4, 2) for m in (1, 2, 5)]
+        fig.update_yaxes(type="log", title_text=f"{METRIC_TITLES[metric]} on the evaluation split (log scale)",
+                         tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], minor={"showgrid": False})
     return fig
 
 
@@ -87,7 +100,8 @@ def _err(y: float | None, interval: Sequence[float | None] | None, side: int) ->
 
 
 def method_comparison_figure(reports: Mapping[str, Mapping[str, Any]],
-                             metrics: Sequence[str] = ("ece", "nll"), title: str | None = None) -> go.Figure:
+                             metrics: Sequence[str] = ("ece", "nll"), title: str | None = None,
+                             height: int | None = None) -> go.Figure:
     """Grouped bars per metric: the uncalibrated value and each method's value on the evaluation
     split, from `recalibration_report` dicts keyed by a display name. Error bars show the bootstrap
     intervals where the report carries them."""
@@ -109,7 +123,8 @@ def method_comparison_figure(reports: Mapping[str, Mapping[str, Any]],
                              hovertemplate=f"%{{x}}<br>{METRIC_TITLES.get(m, m)} %{{y:.4f}}<extra></extra>"),
                       row=1, col=j)
     fig.update_layout(title=title or "Evaluation split: uncalibrated and each method", bargap=0.25,
-                      margin={"t": 60, "b": 10})
+                      template="plotly_white", height=height, margin={"t": 60, "b": 10})
+    fig.update_xaxes(tickangle=0)
     return fig
 
 
@@ -204,3 +219,26 @@ def reliability_grid_figure(panels: Mapping[str, ReliabilityBins], notes: Mappin
                               "x": 0, "font": {"size": 11}},
                       margin={"l": 55, "r": 15, "t": 80, "b": 40})
     return fig
+
+
+def temperature_diagram_figure(at: AtTemperature, height: int = 460) -> go.Figure:
+    """The manual-temperature view's reliability diagram of the evaluation split at the chosen T, with its NLL
+    and ECE in the corner."""
+    t = at.temperature
+    note = f"T = {t:g} · NLL {at.nll:.4f} · ECE {at.ece:.4f}"
+    fig = reliability_figure(at.bins, title=f"Evaluation split at T = {t:g}", note=note)
+    fig.update_layout(height=height)
+    return fig
+
+
+def methods_grid_figure(uncalibrated: ReliabilityBins, results: Mapping[str, MethodResult]) -> go.Figure:
+    """The uncalibrated model's reliability diagram beside each fitted method's, each with its evaluation ECE
+    and NLL; three panels a row for 3, 5, 6 or more than 8 panels, else up to four."""
+    first = next(iter(results.values())).report
+    labels = {"ece": "ECE", "nll": "NLL"}
+    panels, notes = {"Uncalibrated": uncalibrated}, {"Uncalibrated": metric_note(first["before"], None, labels)}
+    for res in results.values():
+        panels[res.report["method_label"]] = res.bins
+        notes[res.report["method_label"]] = metric_note(res.report["after"], None, labels)
+    cols = 3 if len(panels) in (3, 5, 6) or len(panels) > 8 else min(4, len(panels))
+    return reliability_grid_figure(panels, notes, cols=cols)

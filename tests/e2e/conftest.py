@@ -112,6 +112,17 @@ def wait_for_charts(page: object, n: int = 1, timeout: float = 90_000) -> None:
     wait_idle(page, timeout)
 
 
+def open_on_dataset(page: object, app_url: str, path: str, charts: int, dataset: str = "digits") -> None:
+    """Open the app, then the page at `path` (e.g. "/reliability"), then pick `dataset` in the sidebar, waiting for
+    `charts` charts after each step."""
+    page.goto(app_url)
+    wait_for_charts(page)
+    page.goto(f"{app_url}{path}")
+    wait_for_charts(page, charts)
+    page.locator("[data-testid='stSidebar']").get_by_text(dataset, exact=True).first.click()
+    wait_for_charts(page, charts)
+
+
 def wait_idle(page: object, timeout: float = 90_000) -> None:
     """Wait until the app's status widget says it is no longer running the script."""
     page.wait_for_timeout(300)

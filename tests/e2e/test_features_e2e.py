@@ -5,6 +5,7 @@ shows the selected inputs."""
 from __future__ import annotations
 
 import json
+import time
 
 from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
 
@@ -31,6 +32,17 @@ def _length(v: object) -> int:
     if isinstance(v, dict):
         return len([k for k in v.get("_inputArray", {}) if k.isdigit()])
     return len(v)
+
+
+def _points_soon(page: object, i: int, want: int, timeout_s: float = 60.0) -> int:
+    """The i-th chart's number of points, once it is `want` or `timeout_s` has passed: after a dataset switch the
+    browser swaps the previous dataset's (stale) charts for the new ones a moment after the script run ends."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = sum(_length(t["x"]) for t in chart_data(page, i) or [])
+        if n == want or time.monotonic() > deadline:
+            return n
+        page.wait_for_timeout(250)
 
 
 def test_features_colouring_class_triple_and_selection(page: object, app_url: str) -> None:
@@ -92,5 +104,5 @@ def test_features_colouring_class_triple_and_selection(page: object, app_url: st
     page.get_by_text("on mnist1d.").first.wait_for(timeout=90_000)
     wait_for_charts(page, 5)
     wait_idle(page)
-    assert sum(_length(t["x"]) for t in chart_data(page, 0)) == 5000
+    assert _points_soon(page, 0, 5000) == 5000
     full_shot(page, "features_mnist1d")

@@ -3,7 +3,7 @@ slider with the keyboard redraws the diagrams with a new number of bars."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import chart_data, shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import chart_data, open_on_dataset, shot, wait_for_charts, wait_idle
 
 # per-bin outputs of the index-th chart, as the browser holds them (plotly.js may keep a typed array)
 OUTPUT_X = ("(i) => { const c = document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')[i];"
@@ -26,12 +26,7 @@ def _output(page: object, index: int) -> dict:
 
 
 def test_bins_slider_redraws_the_diagrams(page: object, app_url: str) -> None:
-    page.goto(app_url)
-    wait_for_charts(page)
-    page.goto(f"{app_url}/reliability")
-    wait_for_charts(page, 2)
-    page.locator("[data-testid='stSidebar']").get_by_text("digits", exact=True).first.click()
-    wait_for_charts(page, 2)
+    open_on_dataset(page, app_url, "/reliability", 2)
     titles = page.eval_on_selector_all("[data-testid='stPlotlyChart'] .gtitle", "ts => ts.map(t => t.textContent)")
     assert titles == ["CE teacher", "LS α=0.1"], titles  # the sidebar's default models, one diagram each
     before = [_values(_output(page, i)["x"]) for i in (0, 1)]

@@ -3,7 +3,7 @@ to CutMix redraws the violation-rate-by-λ chart with new data."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import chart_data, full_shot, open_on_dataset, wait_for_charts, wait_idle
 
 LAMBDA_Y = ("JSON.stringify(Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
             "[0]?.data ?? []).map(t => t.y))")
@@ -24,12 +24,7 @@ def _lambda_chart(page: object) -> dict[str, list[float | None]]:
 
 
 def test_soft_labels_cutmix_changes_the_lambda_chart(page: object, app_url: str) -> None:
-    page.goto(app_url)
-    wait_for_charts(page)
-    page.goto(f"{app_url}/soft_labels")
-    wait_for_charts(page, 3)
-    page.locator("[data-testid='stSidebar']").get_by_text("digits", exact=True).first.click()
-    wait_for_charts(page, 3)
+    open_on_dataset(page, app_url, "/soft_labels", 3)
     page.get_by_text("Worst violations").first.wait_for()
     mixup = _lambda_chart(page)
     assert set(mixup) == {"CE teacher", "LS α=0.1"}, mixup.keys()  # the default teachers, one curve each
