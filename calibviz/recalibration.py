@@ -37,6 +37,7 @@ from calibviz.metrics import (
     top_label,
 )
 from calibviz.predictions import Predictions
+from calibviz.report import interval_text
 from calibviz.sources import ModelEntry
 
 OVERFIT_MIN_GAP = 0.02
@@ -473,14 +474,6 @@ def default_evaluation(wanted: str, fit: str, options: Sequence[str]) -> str:
 TABLE_METRICS = (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"), ("accuracy", "Accuracy"), ("auroc", "AUROC"))
 
 
-def _cell(value: float | None, interval: Sequence[float | None] | None) -> str:
-    if value is None:
-        return "—"
-    if not interval or None in interval:
-        return f"{value:.4f}"
-    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
-
-
 def comparison_columns(results: Mapping[str, MethodResult]) -> dict[str, dict[str, str]]:
     """The comparison table as text columns: the uncalibrated model, then one per method (by its label); rows:
     each metric with its 95% interval and its change from uncalibrated, the fit split's NLL before → after, and
@@ -489,7 +482,7 @@ def comparison_columns(results: Mapping[str, MethodResult]) -> dict[str, dict[st
     before = first["before"]
     uncal = {}
     for k, label in TABLE_METRICS:
-        uncal[label], uncal[f"Δ {label}"] = _cell(before[k], before["intervals"].get(k)), ""
+        uncal[label], uncal[f"Δ {label}"] = interval_text(before[k], before["intervals"].get(k)), ""
     uncal["NLL on the fit split"] = f"{first['fit_split']['nll_before']:.4f}"
     uncal["fitted parameters"] = "—"
     columns = {"Uncalibrated": uncal}
@@ -497,7 +490,7 @@ def comparison_columns(results: Mapping[str, MethodResult]) -> dict[str, dict[st
         rep, col = res.report, {}
         for k, label in TABLE_METRICS:
             change = rep["change"].get(k)
-            col[label] = _cell(rep["after"][k], rep["after"]["intervals"].get(k))
+            col[label] = interval_text(rep["after"][k], rep["after"]["intervals"].get(k))
             col[f"Δ {label}"] = "" if change is None else f"{change:+.4f}"
         col["NLL on the fit split"] = f"{rep['fit_split']['nll_before']:.4f} → {rep['fit_split']['nll_after']:.4f}"
         col["fitted parameters"] = parameter_summary(rep["parameters"])

@@ -70,13 +70,14 @@ def metrics_report(preds: Predictions, n_bins: int = 15, n_boot: int = 200, seed
 # The report as text: table cells, the metrics table, captions
 
 
-def interval_text(value: float | None, interval: Sequence[float | None] | None) -> str:
-    """'value [low, high]' to 4 decimals, with non-breaking spaces so a narrow column never splits it; '—' if None."""
+def interval_text(value: float | None, interval: Sequence[float | None] | None, space: str = "\u00a0") -> str:
+    """'value [low, high]' to 4 decimals; '—' if None. The spaces are no-break spaces by default, so a narrow table
+    column never splits a cell; a figure note, which wraps by itself, passes a plain space."""
     if value is None:
         return "—"
-    if interval is None or None in interval:
+    if not interval or None in interval:
         return f"{value:.4f}"
-    return f"{value:.4f}\u00a0[{interval[0]:.4f},\u00a0{interval[1]:.4f}]"
+    return f"{value:.4f}{space}[{interval[0]:.4f},{space}{interval[1]:.4f}]"
 
 
 def metrics_table(reports: Mapping[str, Mapping[str, Any]], n_bins: int) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from tests.conftest import ZOO, open_page, plotly_array, plotly_figures
 PAGE = "views/recalibration.py"
 T_KEY = "recalibration_temperature"
 DEFAULT_LABELS = ["Temperature scaling", "Ensemble temperature scaling", "Vector scaling", "Dirichlet calibration"]
-CELL = re.compile(r"^(-?\d+\.\d+) \[(-?\d+\.\d+), (-?\d+\.\d+)\]$")
+CELL = re.compile(r"^(-?\d+\.\d+)\s\[(-?\d+\.\d+),\s(-?\d+\.\d+)\]$")  # \s: the cells use no-break spaces
 
 
 def _open() -> AppTest:

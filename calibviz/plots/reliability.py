@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from calibviz.metrics import ClasswiseCalibration, ReliabilityBins, RiskCoverage, SmoothCalibration
+from calibviz.report import interval_text
 
 OUTPUT_COLOR = "#1f77b4"
 GAP_COLOR = "rgba(214, 39, 40, 0.45)"
@@ -35,11 +36,7 @@ def metric_note(values: Mapping[str, float | None], intervals: Mapping[str, Sequ
         v = values.get(key)
         if v is None:
             continue
-        text = f"{label} {v:.4f}"
-        iv = (intervals or {}).get(key)
-        if iv is not None and None not in iv:
-            text += f" [{iv[0]:.4f}, {iv[1]:.4f}]"
-        parts.append(text)
+        parts.append(f"{label} {interval_text(v, (intervals or {}).get(key), space=' ')}")
     return " · ".join(parts)
 
 
