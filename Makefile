@@ -1,4 +1,5 @@
 # make run  : build .venv from the pinned requirements if needed, then serve the dashboard on 127.0.0.1
+#            (make run CONFIG=examples/example.toml: with the models a config file names, beside the zoo)
 # make test : the same plus the dev requirements, then the whole test suite (browser tests need chromium)
 PYTHON ?= python3
 VENV   := .venv
@@ -18,8 +19,12 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	touch $@
 
 run: $(RUNTIME_STAMP)
+ifdef CONFIG
+	$(VENV)/bin/python -m calibviz serve --config $(CONFIG) --port $(PORT)
+else
 	@echo "calibviz: serving the dashboard at http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
 	$(VENV)/bin/python -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+endif
 
 test: $(DEV_STAMP)
 	$(VENV)/bin/python -m ruff check .

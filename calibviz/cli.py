@@ -1,4 +1,4 @@
-"""The command line: `python -m calibviz report|recalibrate|extract|zoo ...` (also installed as `calibviz`).
+"""The command line: `python -m calibviz report|recalibrate|extract|serve|zoo ...` (also installed as `calibviz`).
 
 JSON output keys are stable and snake_case. Errors in inputs exit with status 2 and one line naming the problem.
 """
@@ -10,10 +10,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from calibviz.data import DataSpec
 from calibviz.formats import FormatError, is_checkpoint, load_bundle, read_card
 from calibviz.predictions import Predictions
+
+if TYPE_CHECKING:
+    from calibviz.model_sources import ModelSource
 
 
 def _spec_for(card: dict[str, Any], split: str) -> str:
@@ -21,11 +25,50 @@ def _spec_for(card: dict[str, Any], split: str) -> str:
     return split if ":" in split else f"{card['dataset']}:{split}"
 
 
-def load_predictions(path: str | Path, split: str | None, device: str | None = None,
-                     default_split: str | None = "test", mask_ratio: float = 0.0) -> Predictions:
-    """Predictions of a checkpoint (run through the backend) or of a bundle (optionally one split)."""
-    from calibviz.backend import predict
+def user_source(args: argparse.Namespace) -> ModelSource | None:
+    """The user's own model named by --arch/--weights or --program (None for a zoo checkpoint or a bundle)."""
+    from calibviz.model_sources import ModelSource
 
+    arch, weights, program = getattr(args, "arch", None), getattr(args, "weights", None), getattr(args, "program", None)
+    if not (arch or weights or program):
+        return None
+    if getattr(args, "path", None):
+        raise ValueError(f"give either a checkpoint/bundle path ({args.path}) or --arch/--weights/--program, not both")
+    if program and (arch or weights):
+        raise ValueError("--program runs a TorchScript or torch.export file by itself; leave out --arch and --weights")
+    if program:
+        return ModelSource.program(program, head=args.head or "")
+    if not (arch and weights):
+        raise ValueError("an architecture needs both --arch MODULE:CALLABLE (or FILE.py:CALLABLE) and --weights FILE")
+    return ModelSource.module(weights, arch, args.arch_kwargs or "{}", head=args.head or "")
+
+
+def _user_spec(args: argparse.Namespace, split: str | None) -> DataSpec:
+    """The data spec a user's model runs on: --data, with `split` (a split name) replacing its split."""
+    if not getattr(args, "data", None):
+        raise ValueError("the user's own model needs --data folder:PATH or tensors:PATH (an image folder or a "
+                         ".npz/.safetensors file with x and y)")
+    spec = DataSpec.of(args.data)
+    return spec.with_split(split) if split else spec
+
+
+def load_predictions(path: str | Path | None, split: str | None, device: str | None = None,
+                     default_split: str | None = "test", mask_ratio: float = 0.0,
+                     args: argparse.Namespace | None = None) -> Predictions:
+    """Predictions of a checkpoint (run through the backend), of a bundle (optionally one split), or of the user's
+    own model named in `args` (--arch/--weights or --program, on --data)."""
+    from calibviz.backend import predict, predict_model
+
+    source = user_source(args) if args is not None else None
+    if source is not None:
+        from calibviz.data_sources import Preprocess
+
+        pre = Preprocess.from_json(args.transform) if getattr(args, "transform", None) else None
+        return predict_model(source, _user_spec(args, split or default_split), preprocess=pre, device=device,
+                             batch_size=getattr(args, "batch_size", 256), num_workers=getattr(args, "workers", 0),
+                             mask_ratio=mask_ratio)
+    if path is None:
+        raise ValueError("name a checkpoint or bundle, or the user's own model with --arch/--weights or --program")
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
@@ -50,7 +93,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Metrics of a checkpoint or bundle."""
     from calibviz.report import metrics_report
 
-    preds = load_predictions(args.path, args.split, args.device)
+    preds = load_predictions(args.path, args.split, args.device, args=args)
     out = {"name": preds.name, "data": preds.meta.get("data_spec", args.split or "all"),
            **metrics_report(preds, n_bins=args.bins, n_boot=args.boot, seed=args.seed)}
     if args.json:
@@ -66,12 +109,13 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     from calibviz.recalibration import fit_and_report
 
     info = calibrator_info(args.method)
-    if info.needs_model and not is_checkpoint(args.path):
+    runnable = user_source(args) is not None or (args.path is not None and is_checkpoint(args.path))
+    if info.needs_model and not runnable:
         raise ValueError(f"method {args.method!r} ({info.label}) {info.model_use}, so it needs a checkpoint, not a "
                          "predictions bundle")
     mask = args.mask_ratio if info.needs_model else 0.0
-    fit = load_predictions(args.path, args.fit_split, args.device, mask_ratio=mask)
-    ev = load_predictions(args.path, args.eval_split, args.device)
+    fit = load_predictions(args.path, args.fit_split, args.device, mask_ratio=mask, args=args)
+    ev = load_predictions(args.path, args.eval_split, args.device, args=args)
     out, cal = fit_and_report(fit, ev, args.method, n_bins=args.bins, n_boot=args.boot)
     if args.save:
         save_calibrator(cal, args.save)
@@ -90,16 +134,22 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Run the backend once over a dataset spec and write a predictions bundle."""
+    """Run the backend once over a dataset spec and write a predictions bundle: a zoo checkpoint on built-in data,
+    or the user's own model (--arch/--weights or --program) on an image folder or tensor file."""
     from calibviz.backend import predict
     from calibviz.formats import save_bundle
 
-    if not is_checkpoint(args.checkpoint):
-        raise FormatError(f"{args.checkpoint}: not a calibviz checkpoint (.safetensors with a card)")
     t0 = time.perf_counter()
-    preds = predict(args.checkpoint, args.data, device=args.device, mask_ratio=args.mask_ratio)
+    if user_source(args) is not None:
+        preds = load_predictions(None, None, args.device, default_split=None, mask_ratio=args.mask_ratio, args=args)
+    else:
+        if args.path is None or not is_checkpoint(args.path):
+            raise FormatError(f"{args.path}: not a calibviz checkpoint (.safetensors with a card); for your own "
+                              "model use --arch/--weights or --program")
+        preds = predict(args.path, args.data, device=args.device, mask_ratio=args.mask_ratio)
     save_bundle(preds, args.out)
-    print(f"wrote {args.out}: {preds.n} rows x {preds.n_classes} classes "
+    feats = "with" if preds.features is not None else "without"
+    print(f"wrote {args.out}: {preds.n} rows x {preds.n_classes} classes, {feats} features "
           f"({time.perf_counter() - t0:.2f} s)")
     return 0
 
@@ -128,24 +178,91 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def app_script() -> Path:
+    """The dashboard's Streamlit script: app.py at the repository root, beside the calibviz package."""
+    return Path(__file__).resolve().parent.parent / "app.py"
+
+
+def serve_command(port: int) -> list[str]:
+    """The command line that starts the dashboard on 127.0.0.1:`port` with this Python's Streamlit."""
+    return [sys.executable, "-m", "streamlit", "run", str(app_script()), "--server.address", "127.0.0.1",
+            "--server.port", str(port)]
+
+
+def serve_environment(config: Path | None, base: dict[str, str]) -> dict[str, str]:
+    """`base` with $CALIBVIZ_CONFIG set to the absolute config path (left as it is when there is no config)."""
+    from calibviz.config import CONFIG_ENV
+
+    return {**base, CONFIG_ENV: str(config)} if config is not None else dict(base)
+
+
+def serve_config(args: argparse.Namespace) -> Path | None:
+    """The absolute config path `serve` uses: --config, else $CALIBVIZ_CONFIG, else None (the zoo only)."""
+    import os
+
+    from calibviz.config import config_path_from_env
+
+    return Path(os.path.abspath(Path(args.config).expanduser())) if args.config else config_path_from_env()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the config in full (a bad one exits 2 naming the file, model and field), then run the dashboard
+    (Streamlit on 127.0.0.1) with it until Ctrl-C."""
+    import os
+    import subprocess
+
+    from calibviz.config import check_config
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port {args.port} is not a TCP port (1-65535)")
+    config = serve_config(args)
+    if config is not None:
+        names = ", ".join(e.name for e in check_config(config))
+        print(f"calibviz: config {config}: {names}")
+    print(f"calibviz: serving the dashboard at http://127.0.0.1:{args.port}  (Ctrl-C to stop)", flush=True)
+    with subprocess.Popen(serve_command(args.port), env=serve_environment(config, dict(os.environ))) as proc:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # Streamlit got the same Ctrl-C: let it shut down by itself
+                continue
+
+
+def _model_arguments(p: argparse.ArgumentParser, data_required: bool = False) -> None:
+    """The options that name the user's own model and data (instead of a checkpoint or bundle path)."""
+    g = p.add_argument_group("your own model and data")
+    g.add_argument("--arch", default=None, help="PKG.MODULE:CALLABLE or path/to/file.py:CALLABLE that builds the model")
+    g.add_argument("--arch-kwargs", default=None, help='keyword arguments as JSON, e.g. {"num_classes": 10}')
+    g.add_argument("--weights", default=None, help=".safetensors, or a .pt/.pth state dict (read with weights_only)")
+    g.add_argument("--program", default=None, help="a TorchScript file or a torch.export .pt2 program")
+    g.add_argument("--head", default=None, help="qualified name of the classification head (default: last nn.Linear)")
+    g.add_argument("--data", required=data_required, default=None,
+                   help="dataset spec: digits:test, mnist1d-noise-3:test, folder:DIR[:SPLIT], tensors:FILE[:SPLIT]")
+    g.add_argument("--transform", default=None, help='preprocessing JSON: {"resize": 256, "center_crop": 224, '
+                                                     '"mean": [...], "std": [...]}')
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes reading the inputs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the command line."""
     p = argparse.ArgumentParser(prog="calibviz", description=__doc__)
     p.add_argument("--device", default=None, help="torch device (default: $CALIBVIZ_DEVICE, else cuda, else cpu)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("report", help="calibration metrics of a checkpoint or bundle")
-    r.add_argument("path")
+    r = sub.add_parser("report", help="calibration metrics of a checkpoint, a bundle or your own model")
+    r.add_argument("path", nargs="?", default=None)
     r.add_argument("--split", default=None,
                    help="split name (train/val/test) or, for checkpoints, a full spec like digits-noise-3:test")
     r.add_argument("--bins", type=int, default=15)
     r.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals (0: none)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", action="store_true")
+    _model_arguments(r)
     r.set_defaults(func=cmd_report)
 
     c = sub.add_parser("recalibrate", help="fit a calibrator on one split, report before/after on another")
-    c.add_argument("path")
+    c.add_argument("path", nargs="?", default=None)
     c.add_argument("--method", required=True,
                    help="a calibrator key from calibviz.calibrators.REGISTRY, e.g. ts or mts (an unknown key is an "
                         "error that lists them all)")
@@ -157,14 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input mask ratio r for a method that needs the model (mts)")
     c.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals (0: none)")
     c.add_argument("--json", action="store_true")
+    _model_arguments(c)
     c.set_defaults(func=cmd_recalibrate)
 
-    e = sub.add_parser("extract", help="run a checkpoint over a dataset spec and write a predictions bundle")
-    e.add_argument("checkpoint")
-    e.add_argument("--data", required=True, help="dataset spec, e.g. digits:test or mnist1d-noise-3:test")
+    e = sub.add_parser("extract", help="run a model over a dataset spec and write a predictions bundle")
+    e.add_argument("path", nargs="?", default=None, metavar="checkpoint")
     e.add_argument("--out", required=True, help="bundle path ending in .npz or .safetensors")
     e.add_argument("--mask-ratio", type=float, default=0.0)
+    _model_arguments(e, data_required=True)
     e.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser("serve", help="start the dashboard, with the models of a config file beside the zoo")
+    s.add_argument("--config", default=None, help="a TOML file of [[models]] tables (default: $CALIBVIZ_CONFIG)")
+    s.add_argument("--port", type=int, default=8501)
+    s.set_defaults(func=cmd_serve)
 
     z = sub.add_parser("zoo", help="build or list the shipped checkpoints")
     zsub = z.add_subparsers(dest="zoo_cmd", required=True)

@@ -12,6 +12,7 @@ import hashlib
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -38,10 +39,57 @@ _SHIFT = {"digits": (0.5, 1.0, 1.5, 2.0, 2.5), "mnist1d": (2.0, 4.0, 6.0, 8.0, 1
 _SPEC_RE = re.compile(r"^(?P<name>[a-z0-9]+)(?:-(?P<corr>[a-z]+)-(?P<sev>\d+))?:(?P<split>[a-z]+)$")
 
 
-# Where a spec's rows come from: a built-in dataset, or the rows of a predictions bundle (its own dataset name and
-# split names). The next data sources (image folders, tensor files) join here.
-SOURCES = ("builtin", "bundle")
+# Where a spec's rows come from: a built-in dataset, the rows of a predictions bundle (its own dataset name and
+# split names), an ImageFolder tree or a tensor file (calibviz.data_sources reads those two).
+SOURCES = ("builtin", "bundle", "folder", "tensors")
 BUNDLE_SPLITS = ("all", "test", "val", "train")
+# The user's own data (folder:, tensors:): the splits they offer, and the corruptions of natural images.
+PATH_SOURCES = ("folder", "tensors")
+PATH_SPLITS = ("all", "test", "val", "train")
+IMAGE_CORRUPTIONS = ("noise", "blur", "shift", "jpeg", "contrast")
+_CORRUPTION_SEGMENT_RE = re.compile(r"^(?P<corr>[a-z]+)-(?P<sev>\d+)$")
+_SPLIT_SEGMENT_RE = re.compile(r"^[a-z]+$")
+
+
+class DataSpecError(ValueError):
+    """A data spec string that does not parse; the message names the spec and what was expected."""
+
+
+def _parse_path_spec(spec: str) -> tuple[str, str, str, str | None, int]:
+    """Split `SOURCE:PATH[:SPLIT][:CORRUPTION-SEVERITY]` into (source, path, split, corruption, severity).
+
+    The rule, so paths may hold ':': segments are peeled from the right only while at least one is left for the
+    path. A last segment `word-digits` is the corruption; then a last segment of lowercase letters is the split
+    (default `all`); the rest, joined by ':', is the path. `str(spec)` always writes the split, so a path ending
+    in e.g. `:test` round-trips (`folder:/a:test:all`)."""
+    source, _, rest = spec.strip().partition(":")
+    segments = rest.split(":")
+    corr: str | None = None
+    sev = 0
+    if len(segments) > 1 and (m := _CORRUPTION_SEGMENT_RE.match(segments[-1])):
+        corr, sev = m["corr"], int(m["sev"])
+        segments.pop()
+    split = "all"
+    if len(segments) > 1 and _SPLIT_SEGMENT_RE.match(segments[-1]):
+        split = segments.pop()
+    path = ":".join(segments)
+    form = f"{source}:PATH[:SPLIT][:CORRUPTION-SEVERITY], e.g. '{source}:/data/pets:test:noise-3'"
+    if not path:
+        raise DataSpecError(f"{source} spec {spec!r} has no path; expected {form}")
+    if split not in PATH_SPLITS:
+        raise DataSpecError(f"split {split!r} in {spec!r} is unknown; known: {list(PATH_SPLITS)} ({form})")
+    if corr is not None:
+        if corr not in IMAGE_CORRUPTIONS:
+            raise DataSpecError(f"corruption {corr!r} in {spec!r} is unknown; known: {list(IMAGE_CORRUPTIONS)}")
+        if sev not in SEVERITIES:
+            raise DataSpecError(f"severity {sev} in {spec!r} must be one of {list(SEVERITIES)}")
+    return source, path, split, corr, sev
+
+
+def _path_source_of(spec: str) -> str | None:
+    """`folder` or `tensors` when the spec string starts with that prefix, else None."""
+    head, sep, _ = spec.strip().partition(":")
+    return head if sep and head in PATH_SOURCES else None
 
 
 @dataclass(frozen=True)
@@ -55,13 +103,30 @@ class DataSpec:
     corruption: str | None = None
     severity: int = 0
     source: str = "builtin"
+    path: str = ""  # the folder or tensor file of a `folder` / `tensors` spec, as the user wrote it
+
+    @classmethod
+    def from_path(cls, source: str, path: str, split: str = "all", corruption: str | None = None,
+                  severity: int = 0) -> DataSpec:
+        """The spec of an ImageFolder tree (`source="folder"`) or a tensor file (`"tensors"`); validated by
+        parsing its own string, so it equals `DataSpec.parse(str(spec))`."""
+        if source not in PATH_SOURCES:
+            raise DataSpecError(f"source {source!r} has no path; path sources: {list(PATH_SOURCES)}")
+        shift = f":{corruption}-{severity}" if corruption else ""
+        return cls.parse(f"{source}:{path}:{split}{shift}")
 
     @classmethod
     def parse(cls, spec: str | DataSpec, *, bundle: bool = False) -> DataSpec:
-        """Parse `NAME[-CORRUPTION-SEVERITY]:SPLIT`; raise ValueError saying what is wrong. With `bundle`, NAME is
-        a predictions bundle's own dataset name and SPLIT one of its split names (or `all`); no corruption."""
+        """Parse `NAME[-CORRUPTION-SEVERITY]:SPLIT` or `folder:`/`tensors:PATH[:SPLIT][:CORRUPTION-SEVERITY]`;
+        raise ValueError saying what is wrong. With `bundle`, NAME is a predictions bundle's own dataset name and
+        SPLIT one of its split names (or `all`); no corruption."""
         if isinstance(spec, DataSpec):
             return spec
+        if not bundle and _path_source_of(spec):
+            source, path, split, corr, sev = _parse_path_spec(spec)
+            where = PurePath(path.replace("\\", "/"))
+            name = (where.stem if source == "tensors" else where.name) or path
+            return cls(name=name, split=split, corruption=corr, severity=sev, source=source, path=path)
         if bundle:
             name, sep, split = spec.strip().rpartition(":")
             if not sep or not name or not split:
@@ -88,9 +153,12 @@ class DataSpec:
 
     @classmethod
     def of(cls, spec: str | DataSpec) -> DataSpec:
-        """A built-in dataset's spec when `spec` names one, else the rows of a predictions bundle."""
+        """A built-in dataset's spec when `spec` names one, an image folder or tensor file when it starts with
+        `folder:` / `tensors:` (so no bundle's dataset may be named so), else the rows of a predictions bundle."""
         if isinstance(spec, DataSpec):
             return spec
+        if _path_source_of(spec):
+            return cls.parse(spec)
         m = _SPEC_RE.match(spec.strip())
         return cls.parse(spec, bundle=m is None or m["name"] not in DATASET_NAMES)
 
@@ -113,9 +181,12 @@ class DataSpec:
 
     def with_split(self, split: str) -> DataSpec:
         """The clean `split` of the same dataset (e.g. the calibration split `val` beside a shifted test set)."""
-        return DataSpec(name=self.name, split=split, source=self.source)
+        return DataSpec(name=self.name, split=split, source=self.source, path=self.path)
 
     def __str__(self) -> str:
+        if self.source in PATH_SOURCES:
+            shift = f":{self.corruption}-{self.severity}" if self.corruption else ""
+            return f"{self.source}:{self.path}:{self.split}{shift}"
         shift = f"-{self.corruption}-{self.severity}" if self.corruption else ""
         return f"{self.name}{shift}:{self.split}"
 

@@ -463,6 +463,17 @@ def split_choices(dataset: str, bundle_rows: Predictions | None = None) -> tuple
     return specs, specs
 
 
+def source_split_choices(data: str) -> tuple[list[str], list[str]]:
+    """Fit-split and evaluation-split specs of the user's own model on its folder or tensor file: its clean splits
+    (val first) to fit on, and every spec the sidebar offers (shifted ones included) to evaluate on."""
+    from calibviz.data_sources import spec_choices_for
+
+    offered = spec_choices_for(data)
+    order = {"val": 0, "train": 1, "test": 2}
+    clean = sorted((s for s in offered if not s.shifted and s.split != "all"), key=lambda s: order[s.split])
+    return [str(s) for s in clean], [str(s) for s in offered]
+
+
 def default_evaluation(wanted: str, fit: str, options: Sequence[str]) -> str:
     """The evaluation split to preselect: `wanted` (the sidebar's), unless it is the fit split or all rows (which
     overlap the fit split); then the first offered split that is neither."""

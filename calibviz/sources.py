@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# What the file is: a checkpoint the backend can run, or a predictions bundle (outputs only).
-KINDS = ("checkpoint", "bundle")
-# Where it came from.
-ORIGINS = ("zoo", "upload")
+if TYPE_CHECKING:
+    from calibviz.model_sources import ModelSource
+
+# What it is: a zoo checkpoint the backend can run, a predictions bundle (outputs only), or the user's own model
+# (architecture + weights, TorchScript or torch.export program; `source`), run on its own data (`data`).
+KINDS = ("checkpoint", "bundle", "source")
+# Where it came from: the shipped zoo, a browser upload, or a local config file the user named.
+ORIGINS = ("zoo", "upload", "config")
 
 
 @dataclass(frozen=True)
@@ -28,16 +32,22 @@ class ModelEntry:
     origin: str = "zoo"  # one of ORIGINS
     arch: str = ""
     card: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    source: ModelSource | None = None  # kind "source": how to load the user's model
+    data: str = ""  # kind "source": the data it runs on, a folder:/tensors: spec without split
+    preprocess: str = ""  # kind "source": Preprocess.key() of its inputs ("" = none)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"model kind {self.kind!r} is unknown; known: {list(KINDS)}")
         if self.origin not in ORIGINS:
             raise ValueError(f"model origin {self.origin!r} is unknown; known: {list(ORIGINS)}")
+        if self.kind == "source" and (self.source is None or not self.data):
+            raise ValueError(f"model {self.name!r}: the user's own model needs its source and its data")
 
     @property
     def runnable(self) -> bool:
-        """Whether the backend can run it on new inputs (masked, shifted, mixed): checkpoints yes, bundles no."""
+        """Whether the backend can run it on new inputs (masked, shifted): checkpoints and the user's own models yes,
+        bundles no."""
         return self.kind != "bundle"
 
     @property
@@ -46,9 +56,12 @@ class ModelEntry:
         return self.card.get("recipe", {}).get("kd_teacher") or None
 
     def digest(self) -> str:
-        """sha256 of the model's file: the content key of everything computed from it."""
+        """The content key of everything computed from the model: its file's sha256, or for the user's own model the
+        digest of its source (weights or program, architecture, head) with its data and preprocessing."""
         from calibviz.diskcache import file_digest
 
+        if self.source is not None:
+            return f"{self.source.digest()}|{self.data}|{self.preprocess}"
         return file_digest(self.path)
 
 

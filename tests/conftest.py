@@ -92,3 +92,27 @@ def open_page(page: str | None = None) -> object:
         at.switch_page(page).run()
         assert not at.exception, at.exception
     return at
+
+
+def build_example_config(out: Path, images_per_class: int = 8, steps: int = 30) -> Path:
+    """The shipped example config (examples/example.toml) beside a small build of the files it names: fewer images
+    and training steps than `python examples/make_example.py`. examples/make_example.py is loaded as the script it
+    is (its folder on sys.path), not as `examples.make_example`: a test dependency installs a top-level `examples`."""
+    import importlib.util
+    import shutil
+    import sys
+
+    examples = REPO / "examples"
+    sys.path.insert(0, str(examples))
+    try:
+        spec = importlib.util.spec_from_file_location("make_example", examples / "make_example.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(examples))
+    module.make_example(out, module.ExampleParams(images_per_class=images_per_class, steps=steps),
+                        log=lambda *a, **k: None)
+    for name in ("example.toml", "tiny_resnet.py"):
+        shutil.copy(examples / name, out / name)
+    return out / "example.toml"

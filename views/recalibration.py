@@ -12,7 +12,7 @@ import streamlit as st
 
 from calibviz import recalibration
 from calibviz.app import cached, explain, guarded, predictions, selection, zoo_models
-from calibviz.backend import masked_predictions, predict
+from calibviz.backend import predict_entry
 from calibviz.calibrators import REGISTRY, ZERO_PROBABILITY_NOTE, MTSPoint, mts_curve
 from calibviz.data import DATASET_NAMES, DataSpec
 from calibviz.metrics import Binning, ece
@@ -62,8 +62,8 @@ def _mts_curve(entry: ModelEntry, fit_spec: str, eval_spec: str, ratios: tuple[f
                device: str) -> tuple[list[MTSPoint], float]:
     """The MTS curve of one checkpoint (T fitted on the fit split with inputs masked at each ratio, scored on clean
     inputs) and its uncalibrated evaluation ECE."""
-    fits = masked_predictions(entry.path, fit_spec, ratios, device=device)
-    ev = predict(entry.path, eval_spec, device=device)
+    fits = [predict_entry(entry, fit_spec, device=device, mask_ratio=r) for r in ratios]
+    ev = predict_entry(entry, eval_spec, device=device)
     return mts_curve(fits, ev, n_bins=n_bins, device=device), ece(ev.probabilities(), ev.labels, n_bins)
 
 
@@ -84,8 +84,12 @@ def _controls(sel: Any) -> dict[str, Any]:
     c1, c2, c3, c4 = st.columns([2, 1.2, 1.6, 1.3], vertical_alignment="bottom")
     m = models[c1.selectbox("Model", list(models), key=mkey, format_func=lambda n: models[n].title,
                             help="One of the models selected in the sidebar (the first by default).")]
-    fit_opts, eval_opts = (recalibration.split_choices(m.dataset) if m.runnable and m.dataset in DATASET_NAMES else
-                           recalibration.split_choices(sel.dataset, predictions(m, sel.data.with_split("all"))))
+    if m.kind == "source":  # the user's own model on its folder or tensor file
+        fit_opts, eval_opts = recalibration.source_split_choices(m.data)
+    elif m.runnable and m.dataset in DATASET_NAMES:
+        fit_opts, eval_opts = recalibration.split_choices(m.dataset)
+    else:
+        fit_opts, eval_opts = recalibration.split_choices(sel.dataset, predictions(m, sel.data.with_split("all")))
     fkey, ekey = f"{KEY}_fit_{sel.dataset}", f"{KEY}_eval_{sel.dataset}"
     if st.session_state.get(fkey) not in fit_opts:
         st.session_state[fkey] = fit_opts[0]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from calibviz.backend import predict
+from calibviz.backend import predict_entry
 from calibviz.data import DataSpec
 from calibviz.devices import pick_device
 from calibviz.formats import load_bundle
@@ -55,7 +55,7 @@ def _run(entry: ModelEntry, spec: str, mask_ratio: float, device: str) -> Predic
         bar.progress(float(frac), text=f"{label}: {msg}")
 
     try:
-        return predict(entry.path, spec, device=device, mask_ratio=mask_ratio, progress=report)
+        return predict_entry(entry, spec, device=device, mask_ratio=mask_ratio, progress=report)
     finally:
         bar.empty()
 

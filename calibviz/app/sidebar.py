@@ -6,13 +6,16 @@ each page draws the sidebar itself; the widgets keep their values across pages b
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from calibviz.app.state import keep_sidebar_state
+from calibviz.config import CONFIG_ENV, ConfigError, load_config
 from calibviz.data import DATASET_NAMES, SPLITS, DataSpec, spec_choices
+from calibviz.data_sources import spec_choices_for
 from calibviz.devices import pick_device
 from calibviz.diskcache import cache_dir
 from calibviz.formats import FormatError
@@ -55,7 +58,34 @@ def zoo_models(dataset: str | None = None) -> list[ModelEntry]:
 
 
 def _group(m: ModelEntry) -> str:
-    return m.dataset if m.dataset in DATASET_NAMES else UPLOADED
+    """The sidebar group of a model: its built-in dataset, the data of the user's own model, or the uploads."""
+    return m.dataset if m.dataset in DATASET_NAMES or m.kind == "source" else UPLOADED
+
+
+@st.cache_resource(show_spinner=False)
+def _configured(path: str) -> tuple[ModelEntry, ...]:
+    """The models of the local config file the server was started with (`calibviz serve --config`)."""
+    return load_config(path)
+
+
+def configured_models() -> list[ModelEntry]:
+    """The user's own models named in $CALIBVIZ_CONFIG (none without one); a bad file is an error in the sidebar."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        return []
+    try:
+        return list(_configured(path))
+    except (ConfigError, OSError) as e:
+        st.sidebar.error(f"The config file {path} could not be read: {e}")
+        return []
+
+
+@st.cache_data(show_spinner=False)
+def _choices(ds: str, data: str) -> list[DataSpec]:
+    """The specs offered for a group: a built-in dataset's, a bundle's splits, or a folder's / tensor file's."""
+    if data:
+        return spec_choices_for(data)
+    return spec_choices(ds, bundle=ds not in DATASET_NAMES)
 
 
 def _upload_box() -> None:
@@ -86,7 +116,8 @@ def _upload_box() -> None:
 def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None:
     """Draw the sidebar (dataset, models, split, device, uploads) and return the selection, or None when there
     is nothing to show."""
-    entries: list[ModelEntry] = [*zoo_models(), *st.session_state.setdefault("uploads", {}).values()]
+    entries: list[ModelEntry] = [*zoo_models(), *configured_models(),
+                                 *st.session_state.setdefault("uploads", {}).values()]
     if not entries:
         st.sidebar.error(f"No checkpoints found in {default_zoo_dir()}. Build them with `python -m calibviz zoo "
                          "build`.")
@@ -103,9 +134,10 @@ def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None
         st.session_state[key] = [n for n in st.session_state[key] if n in by_name]
     chosen = st.sidebar.multiselect(
         "Models", list(by_name), key=key, format_func=lambda n: by_name[n].title,
-        help="Checkpoints of the shipped zoo (and your uploads) for this dataset. Pick one or more to compare.")
-    bundle = ds not in DATASET_NAMES
-    choices = {str(s): s for s in spec_choices(ds, bundle=bundle)}
+        help="Checkpoints of the shipped zoo, your configured models and your uploads for this dataset. Pick one or "
+             "more to compare.")
+    data = next((e.data for e in mine if e.kind == "source"), "")
+    choices = {str(s): s for s in _choices(ds, data)}
     spec = st.sidebar.selectbox("Data split", list(choices), key=f"spec_{ds}",
                                 format_func=lambda s: choices[s].label,
                                 help="test/val/train are the fixed splits (val is the calibration split). "

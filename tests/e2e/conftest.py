@@ -43,11 +43,12 @@ def require_browser() -> None:
 
 
 @contextlib.contextmanager
-def streamlit_server(workdir: Path) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on 127.0.0.1 and a free port; yields its URL once /_stcore/health answers."""
+def streamlit_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A fresh `streamlit run app.py` on 127.0.0.1 and a free port (with `env` added to its environment); yields its
+    URL once /_stcore/health answers."""
     port = _free_port()
     log = workdir / "server.log"
-    env = {**os.environ, "CALIBVIZ_CACHE": str(workdir / "cache")}
+    env = {**os.environ, "CALIBVIZ_CACHE": str(workdir / "cache"), **(env or {})}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
@@ -156,6 +157,13 @@ def set_multiselect(page: object, label: str, choices: list[str], sidebar: bool 
         wait_idle(page)
     page.keyboard.press("Escape")
     wait_idle(page)
+
+
+def array_length(v: object) -> int:
+    """Length of a live plotly.js data array: a list, or a decoded typed array {"dtype", "bdata", "_inputArray"}."""
+    if isinstance(v, dict):
+        return len([k for k in v.get("_inputArray", {}) if k.isdigit()])
+    return len(v)
 
 
 def chart_data(page: object, index: int = 0) -> list[dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.e2e.conftest import chart_data, full_shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import array_length, chart_data, full_shot, wait_for_charts, wait_idle
 
 CHARTS = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
 
@@ -27,19 +27,12 @@ def _wait_names_change(page: object, i: int, before: list[str]) -> None:
     wait_idle(page)
 
 
-def _length(v: object) -> int:
-    """Length of a plotly data array: a list, or a decoded typed array {"dtype", "bdata", "_inputArray": {...}}."""
-    if isinstance(v, dict):
-        return len([k for k in v.get("_inputArray", {}) if k.isdigit()])
-    return len(v)
-
-
 def _points_soon(page: object, i: int, want: int, timeout_s: float = 60.0) -> int:
     """The i-th chart's number of points, once it is `want` or `timeout_s` has passed: after a dataset switch the
     browser swaps the previous dataset's (stale) charts for the new ones a moment after the script run ends."""
     deadline = time.monotonic() + timeout_s
     while True:
-        n = sum(_length(t["x"]) for t in chart_data(page, i) or [])
+        n = sum(array_length(t["x"]) for t in chart_data(page, i) or [])
         if n == want or time.monotonic() > deadline:
             return n
         page.wait_for_timeout(250)
