@@ -58,6 +58,28 @@ def accept_upload(filename: str, data: bytes, folder: Path,
                       kind="bundle", card={"meta": preds.meta, "n": preds.n, "n_classes": preds.n_classes})
 
 
+# The name an upload is stored under, which is also its key in the page's URL: 16 hex digits of its sha256, the
+# sanitised stem, the suffix. Only a key of this shape is ever looked up, and only inside the uploads folder.
+STORED_NAME = re.compile(r"^[0-9a-f]{16}-[A-Za-z0-9_.-]{1,60}\.(npz|safetensors)$")
+
+
+def upload_key(entry: ModelEntry) -> str:
+    """The key that brings an upload back after a page reload: its stored file name (content-addressed)."""
+    return Path(entry.path).name
+
+
+def restore_upload(key: str, folder: Path) -> ModelEntry:
+    """An upload stored earlier, by its key, validated again like a new upload. The key is a capability: only a
+    browser that uploaded the file (or was given its link) knows its 64-bit content digest."""
+    if not STORED_NAME.match(key):
+        raise FormatError(f"{key!r} is not the key of an uploaded file")
+    path = folder / key
+    if not path.is_file():
+        raise FormatError(f"the uploaded file {key.partition('-')[2]} is no longer on this server (its cache was "
+                          "emptied); upload it again")
+    return accept_upload(key.partition("-")[2], path.read_bytes(), folder)
+
+
 def bundle_rows(preds: Predictions, split: str) -> Predictions:
     """The rows of an uploaded bundle for a split name: all rows for 'all', else that split (which the
     bundle must carry)."""

@@ -68,3 +68,29 @@ def test_page_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
     assert not app.exception
     app.switch_page("views/reliability.py").run()
     assert app.slider(key="reliability_bins").value == 30
+
+
+def test_an_upload_in_the_url_comes_back_after_a_reload(tmp_path: object) -> None:
+    """A reload starts a new session with only the URL: its `upload` keys bring the uploads back, validated again;
+    a session whose URL does not name them does not see them."""
+    import numpy as np
+
+    from calibviz.diskcache import cache_dir
+    from calibviz.formats import save_bundle
+    from calibviz.predictions import Predictions
+    from calibviz.uploads import accept_upload, upload_key
+
+    rng = np.random.default_rng(0)
+    save_bundle(Predictions(labels=np.arange(40) % 4, logits=rng.normal(size=(40, 4)).astype(np.float32),
+                            meta={"name": "reloaded", "dataset": "mine"}), tmp_path / "b.npz")
+    m = accept_upload("b.npz", (tmp_path / "b.npz").read_bytes(), cache_dir() / "uploads")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.query_params["upload"] = [upload_key(m), "0123456789abcdef-gone.npz"]
+    at.run()
+    assert not at.exception, at.exception
+    assert "uploaded" in at.sidebar.radio(key="dataset").options
+    assert any("gone.npz is no longer on this server" in w.value for w in at.sidebar.warning)  # said once
+    at.sidebar.radio(key="dataset").set_value("uploaded").run()
+    assert "reloaded (uploaded bundle)" in at.sidebar.multiselect(key="models_uploaded").options
+    fresh = open_page("views/overview.py")  # another browser session, without the link
+    assert "uploaded" not in fresh.sidebar.radio(key="dataset").options

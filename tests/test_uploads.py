@@ -10,7 +10,7 @@ import pytest
 
 from calibviz.formats import FormatError, save_bundle
 from calibviz.predictions import Predictions
-from calibviz.uploads import accept_upload, bundle_rows
+from calibviz.uploads import STORED_NAME, accept_upload, bundle_rows, restore_upload, upload_key
 
 
 def _bundle_bytes(tmp_path: Path, **kw: object) -> bytes:
@@ -59,3 +59,24 @@ def test_bad_bundle_error_names_the_users_file_and_field(tmp_path: Path) -> None
 def test_corrupt_checkpoint_is_refused(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with pytest.raises(FormatError, match="truncated"):
         accept_upload("tiny.safetensors", tiny_checkpoint.read_bytes()[:-50], tmp_path / "up")
+
+
+def test_an_upload_comes_back_by_its_key(tmp_path: Path) -> None:
+    folder = tmp_path / "up"
+    m = accept_upload("my preds.npz", _bundle_bytes(tmp_path), folder)
+    key = upload_key(m)
+    assert STORED_NAME.match(key) and (folder / key).is_file()
+    back = restore_upload(key, folder)
+    assert back == m  # the same record: name, title, kind, path, dataset
+
+
+@pytest.mark.parametrize("key", ["../secret.npz", "0123456789abcdef-../../x.npz", "x.npz", "0123456789abcdef-a.pt",
+                                 "/etc/passwd", "0123456789ABCDEF-a.npz"])
+def test_a_key_of_any_other_shape_is_refused_before_any_file_is_read(tmp_path: Path, key: str) -> None:
+    with pytest.raises(FormatError, match="not the key of an uploaded file"):
+        restore_upload(key, tmp_path)
+
+
+def test_a_key_whose_file_is_gone_says_so(tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match="mine.npz is no longer on this server"):
+        restore_upload("0123456789abcdef-mine.npz", tmp_path)

@@ -20,7 +20,7 @@ from calibviz.devices import pick_device
 from calibviz.diskcache import cache_dir
 from calibviz.formats import FormatError
 from calibviz.sources import ModelEntry, models_of
-from calibviz.uploads import MAX_UPLOAD_BYTES, accept_upload
+from calibviz.uploads import MAX_UPLOAD_BYTES, accept_upload, restore_upload, upload_key
 from calibviz.zoo import default_zoo_dir, list_zoo
 
 UPLOADED = "uploaded"  # the sidebar group of uploads whose data is not a built-in dataset
@@ -88,34 +88,71 @@ def _choices(ds: str, data: str) -> list[DataSpec]:
     return spec_choices(ds, bundle=ds not in DATASET_NAMES)
 
 
+UPLOAD_PARAM = "upload"  # the URL query parameter that lists this browser's uploads, so a reload keeps them
+
+
+def _uploads_folder() -> Path:
+    return cache_dir() / "uploads"
+
+
+def _restore_uploads() -> None:
+    """Bring back the uploads the page's URL names (after a reload, or in a bookmarked link), once per session."""
+    uploads: dict[str, ModelEntry] = st.session_state.setdefault("uploads", {})
+    have = {upload_key(m) for m in uploads.values()}
+    for key in st.query_params.get_all(UPLOAD_PARAM):
+        if key in have or key in st.session_state.setdefault("_bad_upload_keys", set()):
+            continue
+        try:
+            m = restore_upload(key, _uploads_folder())
+            uploads[m.name] = m
+        except FormatError as e:
+            st.session_state["_bad_upload_keys"].add(key)
+            st.sidebar.warning(str(e))
+
+
+def _remember_uploads_in_url() -> None:
+    """Keep the URL's list of uploads equal to the session's, so that a reload (or a page switch) keeps them."""
+    keys = sorted(upload_key(m) for m in st.session_state.get("uploads", {}).values())
+    if sorted(st.query_params.get_all(UPLOAD_PARAM)) != keys:
+        st.query_params[UPLOAD_PARAM] = keys
+
+
 def _upload_box() -> None:
-    """The sidebar's uploader: accepted files join the model list; a bad file gets an error naming the problem
-    and nothing already loaded is lost."""
+    """The sidebar's uploader: accepted files join the model list at once (the page reruns) and stay after a
+    reload (their keys go into the URL); a bad file gets an error naming the problem and nothing already loaded is
+    lost."""
     uploads: dict[str, ModelEntry] = st.session_state.setdefault("uploads", {})
     seen: dict[str, str] = st.session_state.setdefault("_seen_uploads", {})
+    added = False
     with st.sidebar.expander("Add your own model"):
         st.caption("A predictions bundle (.npz / .safetensors with logits or probs and labels) or a .safetensors "
                    f"checkpoint of a registered architecture with a calibviz card; at most "
-                   f"{MAX_UPLOAD_BYTES // 2**20} MB. Nothing is unpickled.")
+                   f"{MAX_UPLOAD_BYTES // 2**20} MB. Nothing is unpickled. Your own PyTorch code and larger files: "
+                   "list them in a config file (`calibviz serve --config`).")
         files = st.file_uploader("Upload", type=["npz", "safetensors"], accept_multiple_files=True,
                                  key="uploader", label_visibility="collapsed")
         for f in files or []:
             if f.file_id not in seen:
                 try:
-                    m = accept_upload(f.name, f.getvalue(), cache_dir() / "uploads")
+                    m = accept_upload(f.name, f.getvalue(), _uploads_folder())
                     uploads[m.name] = m
                     seen[f.file_id] = ""
+                    added = True
                 except FormatError as e:
                     seen[f.file_id] = str(e)
             if seen[f.file_id]:
                 st.error(seen[f.file_id])
         if uploads:
             st.caption("Loaded: " + ", ".join(m.title for m in uploads.values()))
+    _remember_uploads_in_url()
+    if added:  # the model list above was drawn without it: draw the page again so it is there at once
+        st.rerun()
 
 
 def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None:
     """Draw the sidebar (dataset, models, split, device, uploads) and return the selection, or None when there
     is nothing to show."""
+    _restore_uploads()
     entries: list[ModelEntry] = [*zoo_models(), *configured_models(),
                                  *st.session_state.setdefault("uploads", {}).values()]
     if not entries:
