@@ -168,6 +168,12 @@ class DataSpec:
         return self.source == "builtin"
 
     @property
+    def has_inputs(self) -> bool:
+        """Whether calibviz can read this data's inputs (built-in data, image folders, tensor files), not only a
+        predictions bundle's outputs."""
+        return self.source != "bundle"
+
+    @property
     def shifted(self) -> bool:
         """Whether the inputs are corrupted (a distribution-shift split)."""
         return self.corruption is not None

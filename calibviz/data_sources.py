@@ -517,6 +517,19 @@ class InputSet:
     def __len__(self) -> int:
         return self.n
 
+    def pixels(self, sample_ids: Sequence[int]) -> np.ndarray:
+        """The inputs of these rows (sample ids) as the model saw them before mean/std: (n, C, H, W) float32 in
+        [0, 1], resized, cropped and corrupted like the batches, for a gallery of selected points."""
+        ds = self.dataset
+        out = []
+        for sid in sample_ids:
+            x, where = ds.read(int(sid))
+            x = ds.preprocess.geometry(x, where)
+            if ds.corruption:
+                x = corrupt_image(x, ds.corruption, ds.severity, int(sid))
+            out.append((x, 0, where))
+        return _collate(out)[0].numpy()
+
     def batches(self, batch_size: int = 256, num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x float32 (B, C, H, W), y int64 (B,)) in row order, read by a DataLoader with `num_workers` workers."""
         if batch_size < 1 or num_workers < 0:

@@ -330,16 +330,26 @@ def selected_inputs(preds: Predictions, data: str | DataSpec, ids: ArrayLike, k:
     on), ordered by `gallery_rows` and captioned 'label→prediction confidence'; None when none of them is found."""
     if preds.sample_id is None:
         raise ValueError(f"{preds.name}: these predictions carry no sample ids to find the inputs by")
-    ds = load_dataset(data)
     prow = gallery_rows(preds, rows_for_sample_ids(preds.sample_id, ids), k)
-    xrow = rows_for_sample_ids(ds.sample_id, preds.sample_id[prow])
-    if prow.size == 0 or xrow.size != prow.size:
-        return None
+    spec = DataSpec.of(data)
+    if spec.builtin:
+        ds = load_dataset(spec)
+        xrow = rows_for_sample_ids(ds.sample_id, preds.sample_id[prow])
+        if prow.size == 0 or xrow.size != prow.size:
+            return None
+        x = ds.x[xrow]
+    else:  # an image folder or tensor file: read just these rows, preprocessed as the model saw them
+        from calibviz.data_sources import Preprocess, open_inputs
+
+        if prow.size == 0:
+            return None
+        pre = Preprocess.from_json(preds.meta["preprocess"]) if preds.meta.get("preprocess") else None
+        x = open_inputs(spec, pre).pixels(preds.sample_id[prow])
     probs = preds.probabilities()[prow]
     names = preds.class_names
     caps = [f"{names[int(y)]}→{names[int(q)]} {c:.2f}"
             for y, q, c in zip(preds.labels[prow], probs.argmax(1), probs.max(1), strict=True)]
-    return SelectedInputs(ds.x[xrow], caps)
+    return SelectedInputs(x, caps)
 
 # ------------------------------------------------------------------------ Müller template projection
 

@@ -89,3 +89,27 @@ def test_a_shifted_split_of_the_users_folder(configured: Path) -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "noise" in at.caption[0].value or any("noise" in c.value for c in at.caption)
     assert not np.array_equal(_output_y(plotly_figures(at)[0]), clean, equal_nan=True)
+
+
+def test_selected_points_of_the_users_folder_show_its_images(example_config: Path) -> None:
+    from PIL import Image
+
+    from calibviz.backend import predict_entry
+    from calibviz.config import load_config
+    from calibviz.features import selected_inputs
+    from calibviz.plots.features import gallery_figure
+
+    entry = next(e for e in load_config(example_config) if e.name == "config/tiny_resnet")
+    spec = DataSpec.of(entry.data).with_split("test")
+    preds = predict_entry(entry, spec, device="cpu")
+    got = selected_inputs(preds, spec, preds.sample_id[:3], k=3)
+    assert got is not None and got.x.shape == (3, 3, 16, 16) and len(got.captions) == 3
+    relpaths = dict(zip(preds.sample_id.tolist(), preds.meta["relpaths"], strict=True))
+    for x, cap in zip(got.x, got.captions, strict=True):  # each shown image is a PNG of the folder, as read
+        label = cap.split("→")[0]
+        match = [sid for sid, rel in relpaths.items() if f"/{label}/" in rel and np.allclose(
+            np.asarray(Image.open(example_config.parent / DATASET / rel).convert("RGB")).transpose(2, 0, 1) / 255.0,
+            x, atol=1e-6)]
+        assert match, cap
+    fig = gallery_figure(got.x, got.captions).to_plotly_json()
+    assert [t["type"] for t in fig["data"]] == ["image"] * 3

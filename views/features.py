@@ -107,7 +107,7 @@ def _draw_embeddings(items: list[tuple[str, Predictions, features.Embedding2D]],
                                           selection_mode=("points", "box", "lasso"), width="stretch"))
     for i, ((label, p, emb), ev) in enumerate(zip(items, events, strict=True)):
         ids = figures.selected_sample_ids(ev)
-        if ids and (not data.builtin or p.sample_id is None):
+        if ids and (not data.has_inputs or p.sample_id is None):
             st.caption(f"{label}: {len(ids)} points selected; their inputs are not available for this data.")
         elif ids and (got := features.selected_inputs(p, data, ids, MAX_GALLERY)) is not None:
             more = (f"; the {MAX_GALLERY} shown are the wrong ones first, then the least confident"

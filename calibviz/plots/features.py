@@ -189,8 +189,9 @@ def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "l
 
 
 def gallery_figure(x: np.ndarray, captions: Sequence[str], ncols: int = 8) -> go.Figure:
-    """A small grid of inputs: images (n, 1, H, W) or (n, H, W) as grey heatmaps, signals (n, L) as
-    lines, each with its caption. Meant for a handful of points selected on a scatter."""
+    """A small grid of inputs: images (n, 1, H, W) or (n, H, W) as grey heatmaps, colour images (n, 3, H, W) in
+    [0, 1] as pictures, signals (n, L) as lines, each with its caption. For a handful of points selected on a
+    scatter."""
     a = np.asarray(x, dtype=np.float32)
     n = a.shape[0]
     if n == 0:
@@ -198,7 +199,10 @@ def gallery_figure(x: np.ndarray, captions: Sequence[str], ncols: int = 8) -> go
     if len(captions) != n:
         raise ValueError(f"got {n} inputs but {len(captions)} captions")
     image = a.ndim >= 3
-    if image:
+    rgb = a.ndim == 4 and a.shape[1] == 3
+    if rgb:  # colour images (n, 3, H, W) in [0, 1]: drawn as they are
+        a = (np.clip(a, 0.0, 1.0).transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    elif image:
         a = a.reshape(n, a.shape[-2], a.shape[-1])
     cols = min(ncols, n)
     rows = -(-n // cols)
@@ -206,7 +210,9 @@ def gallery_figure(x: np.ndarray, captions: Sequence[str], ncols: int = 8) -> go
                         horizontal_spacing=0.02, vertical_spacing=0.08 if rows > 1 else 0.02)
     for i in range(n):
         r, c = divmod(i, cols)
-        if image:
+        if rgb:
+            fig.add_trace(go.Image(z=a[i], hoverinfo="skip"), row=r + 1, col=c + 1)
+        elif image:
             fig.add_trace(go.Heatmap(z=a[i][::-1], colorscale="Greys", showscale=False, hoverinfo="skip"),
                           row=r + 1, col=c + 1)  # rows flipped so the image's top row is drawn on top
             fig.update_xaxes(constrain="domain", row=r + 1, col=c + 1)
