@@ -56,6 +56,20 @@ def run_model(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch
     return torch.cat(logits).numpy(), torch.cat(feats).numpy()
 
 
+def _cache_hit(cached: Path, progress: Progress | None) -> Predictions | None:
+    """The Predictions stored under a cache key, or None; a damaged entry is removed, so it is recomputed."""
+    if not cached.is_file():
+        return None
+    try:
+        preds = load_bundle(cached)
+    except FormatError:
+        cached.unlink(missing_ok=True)
+        return None
+    if progress:
+        progress(1.0, "loaded from cache")
+    return preds
+
+
 def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.device | None = None,
             batch_size: int = 2048, mask_ratio: float = 0.0, mask_seed: int = 0,
             progress: Progress | None = None, use_cache: bool = True) -> Predictions:
@@ -68,14 +82,8 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
     key = hashlib.sha256(
         f"{digest}|{spec}|d{DATA_VERSION}|{mask_ratio:.6f}|{mask_seed}|v{FORMAT_VERSION}".encode()).hexdigest()
     cached = cache_dir() / f"{key[:32]}.safetensors"
-    if use_cache and cached.is_file():
-        try:
-            preds = load_bundle(cached)
-            if progress:
-                progress(1.0, "loaded from cache")
-            return preds
-        except FormatError:
-            cached.unlink(missing_ok=True)  # a damaged cache entry is recomputed
+    if use_cache and (hit := _cache_hit(cached, progress)) is not None:
+        return hit
     ds = load_dataset(spec)  # only on a cache miss: generating mnist1d takes seconds
     dev = device if isinstance(device, torch.device) else pick_device(device)
     model, card = load_checkpoint(checkpoint, device=dev)
@@ -148,18 +156,13 @@ def predict_model(source: ModelSource, data_spec: str | DataSpec, *, preprocess:
         raise ValueError(f"{spec}: the user's own models run on folder:PATH or tensors:PATH data; a built-in "
                          "dataset needs a zoo checkpoint")
     preprocess = preprocess or Preprocess()
+    model_digest = source.digest()
     key = hashlib.sha256(
-        f"{source.digest()}|{data_digest(spec)}|{spec}|{preprocess.key()}|{mask_ratio:.6f}|{mask_seed}"
+        f"{model_digest}|{data_digest(spec)}|{spec}|{preprocess.key()}|{mask_ratio:.6f}|{mask_seed}"
         f"|v{FORMAT_VERSION}".encode()).hexdigest()
     cached = cache_dir() / f"{key[:32]}.safetensors"
-    if use_cache and cached.is_file():
-        try:
-            preds = load_bundle(cached)
-            if progress:
-                progress(1.0, "loaded from cache")
-            return preds
-        except FormatError:
-            cached.unlink(missing_ok=True)
+    if use_cache and (hit := _cache_hit(cached, progress)) is not None:
+        return hit
     inputs = open_inputs(spec, preprocess)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     model = load_source(source).to(dev).eval()
@@ -178,7 +181,7 @@ def predict_model(source: ModelSource, data_spec: str | DataSpec, *, preprocess:
     finally:
         runner.close()
     has_features = all(f is not None for f in feats)
-    meta = {"name": source.label, "model_sha256": source.digest(), "data_spec": str(spec), "dataset": spec.name,
+    meta = {"name": source.label, "model_sha256": model_digest, "data_spec": str(spec), "dataset": spec.name,
             "class_names": list(inputs.class_names), "split_names": list(SPLITS), "mask_ratio": mask_ratio,
             "mask_seed": mask_seed, "input_kind": inputs.input_kind, "preprocess": preprocess.key(),
             "head": runner.head_name or ""}

@@ -26,38 +26,17 @@ from calibviz.model_sources import (
     load_source,
     load_state_dict_file,
 )
-from tests.user_models import DictOutputNet, MlpClassifier, TinyResNet, TinyResNetWithFeatures
+from tests.user_models import DictOutputNet, MlpClassifier, TinyResNet, TinyResNetWithFeatures, train_on_digits
 
 USER_MODELS = Path(__file__).resolve().parent / "user_models.py"
 ARCH = "tests.user_models:TinyResNet"
 TOL = 1e-5
 
 
-def digits_rgb16() -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's digits as (N, 3, 16, 16) images in [0, 1] and their labels."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    x = nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    return x.contiguous(), torch.as_tensor(d.target, dtype=torch.int64)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """TinyResNet trained for a few SGD steps on digits, saved every way users do, and a batch to run."""
-    torch.manual_seed(0)
-    x, y = digits_rgb16()
-    model = TinyResNet(num_classes=10, width=8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(60):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    model.eval()
+    model, opt, x, y = train_on_digits(steps=60)
     out = tmp_path_factory.mktemp("user_models")
     wrapped = nn.DataParallel(model)  # on CPU it only adds the `module.` prefix
     torch.save({"epoch": 3, "model_state_dict": wrapped.state_dict(), "optimizer": opt.state_dict()},

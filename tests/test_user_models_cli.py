@@ -16,40 +16,20 @@ from torch import nn
 
 from calibviz.cli import main
 from calibviz.formats import load_bundle
-from tests.user_models import TinyResNet
+from tests.user_models import train_on_digits
 
 ARCH_FILE = Path(__file__).resolve().parent / "user_models.py"
 KWARGS = '{"num_classes": 10, "width": 8}'
 PER_CLASS = 12
 
 
-def _digits_rgb16() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as (N, 16, 16, 3) uint8 images and their labels."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    x = nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), d.target
-
-
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A trained TinyResNet saved four ways, and an ImageFolder of PNGs (train/ and test/ splits, class folders)."""
     root = tmp_path_factory.mktemp("user")
-    imgs, labels = _digits_rgb16()
-    torch.manual_seed(0)
-    model = TinyResNet(num_classes=10, width=8)
-    x = torch.as_tensor(imgs, dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(40):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    model.eval()
+    model, _, x, y = train_on_digits(steps=40)
+    imgs = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, 16, 16, 3), as PNG pixels
+    labels = y.numpy()
     wrapped = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save({"model_state_dict": wrapped, "epoch": 3}, root / "ddp.pt")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "weights.safetensors"))

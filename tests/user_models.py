@@ -82,3 +82,30 @@ def make_tiny_resnet(num_classes: int = 10, width: int = 8) -> TinyResNet:
 def not_a_model(num_classes: int = 10) -> dict[str, int]:
     """A callable that returns something other than an nn.Module."""
     return {"num_classes": num_classes}
+
+
+def digits_rgb16() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's digits as (N, 3, 16, 16) images in [0, 1] and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    return x.contiguous(), torch.as_tensor(d.target, dtype=torch.int64)
+
+
+def train_on_digits(steps: int, seed: int = 0) -> tuple[TinyResNet, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    """A TinyResNet trained by seeded SGD for `steps` minibatches of 128 digits, as a user's script would; returns
+    the model (eval mode), its optimizer and the data (x, y)."""
+    torch.manual_seed(seed)
+    x, y = digits_rgb16()
+    model = TinyResNet(num_classes=10, width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (128,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model.eval(), opt, x, y

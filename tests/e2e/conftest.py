@@ -159,6 +159,19 @@ def set_multiselect(page: object, label: str, choices: list[str], sidebar: bool 
     wait_idle(page)
 
 
+def box_select(page: object, index: int = 0, share: float = 0.6) -> None:
+    """Drag a box over the top-left `share` of the index-th chart with its Box Select tool, as a user would."""
+    chart = page.locator("[data-testid='stPlotlyChart']").nth(index)
+    chart.hover()
+    chart.locator(".modebar-btn[data-title='Box Select']").click()
+    area = chart.locator(".nsewdrag").first.bounding_box()
+    x0, y0 = area["x"] + area["width"] * 0.05, area["y"] + area["height"] * 0.05
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + area["width"] * share, y0 + area["height"] * share, steps=12)
+    page.mouse.up()
+
+
 def array_length(v: object) -> int:
     """Length of a live plotly.js data array: a list, or a decoded typed array {"dtype", "bdata", "_inputArray"}."""
     if isinstance(v, dict):

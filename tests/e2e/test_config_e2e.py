@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import build_example_config
-from tests.e2e.conftest import array_length, chart_data, full_shot, require_browser, streamlit_server, wait_for_charts
+from tests.e2e.conftest import (
+    array_length,
+    box_select,
+    chart_data,
+    full_shot,
+    require_browser,
+    streamlit_server,
+    wait_for_charts,
+    wait_idle,
+)
 
 
 def test_the_example_config_in_the_browser(browser: object, tmp_path: Path) -> None:
@@ -29,5 +38,9 @@ def test_the_example_config_in_the_browser(browser: object, tmp_path: Path) -> N
         page.get_by_text("Template projection").first.wait_for()
         wait_for_charts(page, 3)
         assert sum(array_length(t["x"]) for t in chart_data(page, 0)) == n_test  # a point per test image
+        box_select(page, 0, share=0.9)  # the selected points' own PNGs appear under the scatter, in colour
+        page.get_by_text("points selected").first.wait_for(timeout=60_000)
+        wait_idle(page)
+        assert all(t["type"] == "image" for t in chart_data(page, 1))
         full_shot(page, "config_features")
         ctx.close()

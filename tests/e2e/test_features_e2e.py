@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.e2e.conftest import array_length, chart_data, full_shot, wait_for_charts, wait_idle
+from tests.e2e.conftest import array_length, box_select, chart_data, full_shot, wait_for_charts, wait_idle
 
 CHARTS = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
 
@@ -77,15 +77,7 @@ def test_features_colouring_class_triple_and_selection(page: object, app_url: st
     assert tri["x"] != tri_before["x"]
 
     # a box selection on the CE scatter shows the selected digits under the scatters
-    chart = page.locator("[data-testid='stPlotlyChart']").first
-    chart.hover()
-    chart.locator(".modebar-btn[data-title='Box Select']").click()
-    area = chart.locator(".nsewdrag").first.bounding_box()
-    x0, y0 = area["x"] + area["width"] * 0.05, area["y"] + area["height"] * 0.05
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x0 + area["width"] * 0.6, y0 + area["height"] * 0.6, steps=12)
-    page.mouse.up()
+    box_select(page, 0)
     page.get_by_text("points selected").first.wait_for(timeout=60_000)
     wait_idle(page)
     gallery = chart_data(page, 2)  # the gallery sits right under the scatters
