@@ -43,8 +43,9 @@ class Binning:
     """How confidences are binned: `n_bins` bins, equal-width ("width") or equal-mass ("mass").
 
     width: bin b holds values in (b/B, (b+1)/B]; 0 goes in the first bin.
-    mass: values sorted (stable, ties in input order) and split by rank into B bins whose counts
-    differ by at most one; tied values may therefore sit in two neighbouring bins.
+    mass: values sorted and split by rank into B bins of N/B rows each; a group of tied values
+    takes the bin of its lowest rank (the number, or resample weight, of strictly smaller values),
+    so ties share a bin and a bin may hold more than N/B rows or none. Independent of row order.
     """
 
     n_bins: int = 15
@@ -62,7 +63,7 @@ class Binning:
         if self.scheme == "width":
             return f"{self.n_bins} equal-width bins closed on the right (lo, hi]"
         return (f"{self.n_bins} equal-mass bins (sorted by confidence, split by rank into equal counts; "
-                "ties in input order)")
+                "tied confidences share the bin of their lowest rank)")
 
 
 @dataclass(frozen=True)
@@ -240,31 +241,43 @@ def _inner_edges(n_bins: int, dtype: torch.dtype, device: torch.device) -> torch
     return torch.where(e.to(torch.float64) > e64, torch.nextafter(e, torch.zeros_like(e)), e)
 
 
-def _rank_bins(n: int, n_bins: int, device: torch.device) -> torch.Tensor:
-    """Bin of each rank 0..n-1 when n sorted values are split into n_bins equal-count bins."""
-    return torch.arange(n, device=device, dtype=torch.int64).mul_(n_bins).div_(n, rounding_mode="floor")
+def _tie_starts(sorted_values: torch.Tensor) -> torch.Tensor:
+    """For values sorted along dim 0: the position of the first member of each value's tie group,
+    i.e. the number of strictly smaller values (int64, same shape). One pass, no loop over rows."""
+    n = sorted_values.shape[0]
+    shape = (n,) + (1,) * (sorted_values.dim() - 1)
+    pos = torch.arange(n, dtype=torch.int64, device=sorted_values.device).view(shape)
+    pos = pos.expand_as(sorted_values).clone()
+    pos[1:].masked_fill_(sorted_values[1:] == sorted_values[:-1], 0)
+    return pos.cummax(0).values
 
 
 def bin_index(values: ArrayLike, binning: Binning, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Bin of each value: (N,) int64, or (R, N) when equal-mass bins follow resample `weights` (R, N).
 
-    Equal-width: torch.bucketize against k/B, closed on the right. Equal-mass: stable sort, then
-    bins by cumulative (weighted) rank, so every bin holds N/B rows (resample weight) up to one.
+    Equal-width: torch.bucketize against k/B, closed on the right. Equal-mass: sort; a value with
+    r rows (resample weight) strictly below it goes to bin floor(r B / N), so tied values share a
+    bin whatever the row order, and bins hold N/B rows up to one plus the ties they take in.
     """
     v = _float(values).contiguous()
     if binning.scheme == "width":
         edges = _inner_edges(binning.n_bins, v.dtype, v.device)
         return torch.bucketize(v, edges, right=False)
     n = v.shape[0]
-    order = torch.argsort(v, stable=True)
+    sv, order = torch.sort(v, stable=True)
+    first = _tie_starts(sv)
+    del sv
     if weights is None:
         idx = torch.empty(n, dtype=torch.int64, device=v.device)
-        idx[order] = _rank_bins(n, binning.n_bins, v.device)
+        idx[order] = first.mul_(binning.n_bins).div_(n, rounding_mode="floor")
         return idx
     w = weights[:, order]
     before = torch.cumsum(w, dim=1).sub_(w)
     total = w.sum(dim=1, keepdim=True).clamp_min(1e-300)
+    del w
+    before = before.gather(1, first.expand_as(before))           # weight strictly below each tie group
     b = (before.mul_(binning.n_bins / total)).floor_().clamp_(0, binning.n_bins - 1).to(torch.int64)
+    del before
     idx = torch.empty_like(b)
     idx[:, order] = b
     return idx
@@ -457,59 +470,66 @@ class _ClasswiseWidth:
         self.true_cells = labels * n_bins + torch.bucketize(p_true, edges)
         self.p = p
 
-    def sums(self, weights: torch.Tensor | None = None, counts: bool = True
-             ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """(count, sum p, sum 1[label = k]) per (class, bin): (C, B), or (R, C, B) with weights
-        (counts None when not asked for: the ECE needs only the two sums)."""
+    def sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(count, sum p, sum 1[label = k]) per (class, bin), each (C, B)."""
         cb, dev, f64 = self.c * self.b, self.p.device, torch.float64
-        if weights is None:
-            one = torch.ones((), dtype=f64, device=dev)
-            cnt = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.cells, one.expand_as(self.vals))
-            sp = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.cells, self.vals)
-            sy = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.true_cells,
-                                                                     one.expand(self.n))
-            cnt, sp, sy = (x.view(self.c, self.b) for x in (cnt, sp, sy))
-            cnt[:, 0] = self.n - cnt[:, 1:].sum(1)
-            sp[:, 0] = self.colsum - sp[:, 1:].sum(1)
-            return cnt, sp, sy
-        r = weights.shape[0]
+        one = torch.ones((), dtype=f64, device=dev)
+        cnt = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.cells, one.expand_as(self.vals))
+        sp = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.cells, self.vals)
+        sy = torch.zeros(cb, dtype=f64, device=dev).scatter_add_(0, self.true_cells, one.expand(self.n))
+        cnt, sp, sy = (x.view(self.c, self.b) for x in (cnt, sp, sy))
+        cnt[:, 0] = self.n - cnt[:, 1:].sum(1)
+        sp[:, 0] = self.colsum - sp[:, 1:].sum(1)
+        return cnt, sp, sy
+
+    def weighted_ece(self, weights: torch.Tensor) -> torch.Tensor:
+        """Per-class ECE under resample weights (R, N): (R, C), float64.
+
+        Only the cells that hold an entry above 1/B or a true label are scattered (at most N (B + 1) of
+        them, however many classes); bin 0 of every class follows from the column sums. So a resample
+        costs O(N B + C), not O(C B): 2 rows of a million classes stay small and fast.
+        """
+        r, dev, f64 = weights.shape[0], self.p.device, torch.float64
         w = weights.to(f64)
-        wg = w[:, self.rows]
-        cells = self.cells.expand(r, -1)
-        sp = torch.zeros(r, cb, dtype=f64, device=dev).scatter_add_(1, cells, wg * self.vals).view(r, self.c, -1)
-        sy = torch.zeros(r, cb, dtype=f64, device=dev).scatter_add_(1, self.true_cells.expand(r, -1), w)
-        colsum = (weights.to(self.p.dtype) @ self.p).to(f64)      # (R, C)
-        sp[:, :, 0] = colsum - sp[:, :, 1:].sum(2)
-        cnt = None
-        if counts:
-            cnt = torch.zeros(r, cb, dtype=f64, device=dev).scatter_add_(1, cells, wg).view(r, self.c, -1)
-            cnt[:, :, 0] = w.sum(1, keepdim=True) - cnt[:, :, 1:].sum(2)
-        return cnt, sp, sy.view(r, self.c, self.b)
+        cells, inv = torch.unique(torch.cat([self.cells, self.true_cells]), return_inverse=True)
+        k = len(self.cells)
+        sp = torch.zeros(r, len(cells), dtype=f64, device=dev).scatter_add_(
+            1, inv[:k].expand(r, -1), w[:, self.rows] * self.vals)
+        sy = torch.zeros(r, len(cells), dtype=f64, device=dev).scatter_add_(1, inv[k:].expand(r, -1), w)
+        cls, upper = (cells // self.b).expand(r, -1), (cells % self.b != 0).to(f64)
+        ece = torch.zeros(r, self.c, dtype=f64, device=dev)   # the one (R, C) buffer: column sums, then the ECE
+        for sl in _row_chunks(self.n, self.c):
+            ece.addmm_(w[:, sl], self.p[sl].to(f64))            # accumulated in float64
+        ece.scatter_add_(1, cls, sp.mul(upper).neg_())          # bin 0's sum of p: column sum - bins above
+        ece.scatter_add_(1, cls, sy.mul(1 - upper).neg_())      # minus bin 0's sum of labels
+        ece.abs_()
+        return ece.scatter_add_(1, cls, sp.sub_(sy).abs_().mul_(upper))  # plus |sum p - sum y| of bins above
 
 
 def _classwise_mass(p: torch.Tensor, labels: torch.Tensor, n_bins: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Equal-mass classwise bins: each column sorted and split by rank. Returns cnt, sp, sy, edges."""
+    """Equal-mass classwise bins: each column binned as `bin_index` does (sorted, split by rank,
+    ties sharing the bin of their lowest rank). Returns cnt, sp, sy, edges (nan for empty bins)."""
     n, c = p.shape
     dev, f64 = p.device, torch.float64
-    rank_bin = _rank_bins(n, n_bins, dev)
-    cnt = torch.zeros(n_bins, dtype=f64, device=dev).scatter_add_(
-        0, rank_bin, torch.ones((), dtype=f64, device=dev).expand(n)).expand(c, n_bins).clone()
+    cnt = torch.zeros(c, n_bins, dtype=f64, device=dev)
     sp = torch.zeros(c, n_bins, dtype=f64, device=dev)
     sy = torch.zeros(c, n_bins, dtype=f64, device=dev)
     edges = torch.zeros(c, n_bins + 1, dtype=f64, device=dev)
-    starts = torch.searchsorted(rank_bin, torch.arange(n_bins, device=dev))
     step = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for s in range(0, c, step):
         cols = torch.arange(s, min(c, s + step), device=dev)
         vals, order = torch.sort(p[:, cols], dim=0, stable=True)          # (N, Cc)
-        idx = rank_bin[:, None].expand_as(vals).T                          # (Cc, N)
-        sp[cols] = torch.zeros(len(cols), n_bins, dtype=f64, device=dev).scatter_add_(
-            1, idx, vals.T.to(f64))
+        idx = _tie_starts(vals).mul_(n_bins).div_(n, rounding_mode="floor").T   # (Cc, N)
+        v64 = vals.T.to(f64)
         hit = (labels[order] == cols[None, :]).T.to(f64)
-        sy[cols] = torch.zeros(len(cols), n_bins, dtype=f64, device=dev).scatter_add_(1, idx, hit)
-        edges[cols, :n_bins] = vals[starts.clamp_max(n - 1)].T.to(f64)
+        one = torch.ones((), dtype=f64, device=dev).expand_as(v64)
+        for out, src in ((cnt, one), (sp, v64), (sy, hit)):
+            out[cols] = torch.zeros(len(cols), n_bins, dtype=f64, device=dev).scatter_add_(1, idx, src)
+        edges[cols, :n_bins] = torch.full((len(cols), n_bins), math.inf, dtype=f64, device=dev).scatter_reduce_(
+            1, idx, v64, reduce="amin")                                    # smallest value of each bin
         edges[cols, n_bins] = vals[-1].to(f64)
+    edges[torch.isinf(edges)] = math.nan                                   # empty bins
     return cnt, sp, sy, edges
 
 
@@ -873,11 +893,14 @@ def basic_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> dict
 # Everything at once, with bootstrap intervals
 
 
-def _resample_weights(n: int, bootstrap: Bootstrap, device: torch.device) -> Iterator[torch.Tensor]:
-    """Multinomial resample counts (R_chunk, N) float64, seeded, in chunks bounding memory."""
+def _resample_weights(n: int, bootstrap: Bootstrap, device: torch.device,
+                      per_resample: int = 0) -> Iterator[torch.Tensor]:
+    """Multinomial resample counts (R_chunk, N) float64, seeded, in chunks bounding memory: a chunk holds at most
+    _BOOT_CHUNK_ELEMENTS weights, and at most that many of the `per_resample` values each resample needs (the
+    classwise cells and sums, which outgrow N when there are many classes and few rows)."""
     g = torch.Generator(device=device)
     g.manual_seed(bootstrap.seed)
-    chunk = max(1, min(bootstrap.n_boot, _BOOT_CHUNK_ELEMENTS // max(n, 1)))
+    chunk = max(1, min(bootstrap.n_boot, _BOOT_CHUNK_ELEMENTS // max(n, per_resample, 1)))
     done = 0
     while done < bootstrap.n_boot:
         r = min(chunk, bootstrap.n_boot - done)
@@ -923,9 +946,10 @@ class _Evaluation:
     def classwise(self) -> torch.Tensor:
         """Per-class ECE, equal-width bins: (C,), or (R, C)."""
         s = self.state
-        _, sp, sy = s.classwise.sums(self.w, counts=False)
-        total = float(s.conf.shape[0]) if self.w is None else self.w.sum(1, keepdim=True)
-        return (sp - sy).abs().sum(-1) / total
+        if self.w is None:  # one resample of weight 1 per row: no (C, B) table, however many classes
+            return s.classwise.weighted_ece(torch.ones(1, s.conf.shape[0], dtype=torch.float64,
+                                                       device=s.conf.device))[0] / float(s.conf.shape[0])
+        return s.classwise.weighted_ece(self.w) / self.w.sum(1, keepdim=True)
 
     def smooth_ece(self) -> torch.Tensor:
         """Smooth ECE; the point estimate chooses the grid that the resamples then reuse."""
@@ -1047,7 +1071,8 @@ def calibration_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15,
     intervals: dict[str, tuple[float, float]] = {}
     if bootstrap is not None:
         reps: dict[str, list[torch.Tensor]] = {k: [] for k in point}
-        for w in _resample_weights(p.shape[0], bootstrap, p.device):
+        n, c = p.shape  # per resample: the touched classwise cells (fewer than C B and N (B + 1)) and (C,) sums
+        for w in _resample_weights(n, bootstrap, p.device, per_resample=c + min(c * n_bins, n * (n_bins + 1))):
             for k, v in state.evaluate(w).items():
                 reps[k].append(v.reshape(-1))
         q = (1 - bootstrap.level) / 2

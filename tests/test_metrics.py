@@ -5,6 +5,7 @@ exact brute-force reflected-Gaussian smooth ECE. Fast: small synthetic data only
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -68,11 +69,26 @@ def ref_errors(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> dict[str, 
 
 
 def ref_mass_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin of each row for equal-mass bins: stable sort, rank r goes to floor(r * B / N)."""
-    order = np.argsort(conf, kind="stable")
-    idx = np.empty(len(conf), dtype=np.int64)
-    idx[order] = (np.arange(len(conf)) * n_bins) // len(conf)
-    return idx
+    """Bin of each row for equal-mass bins: a value with r values strictly below it goes to
+    floor(r * B / N) (the bin of its lowest rank; without ties, rank r goes to floor(r * B / N))."""
+    below = np.searchsorted(np.sort(conf), conf, side="left")
+    return (below * n_bins) // len(conf)
+
+
+def ref_kumar_mass_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
+    """Kumar et al.'s calibration library (get_equal_bins + get_bin): split the sorted values into B
+    parts, put an edge halfway between neighbouring parts, drop repeated edges, and bin by
+    bisect_left, so ties stay together. Bins are numbered after the repeats go (no empty bins)."""
+    s = np.sort(conf)
+    parts = np.array_split(s, n_bins)
+    edges = sorted({(a[-1] + b[0]) / 2.0 for a, b in itertools.pairwise(parts)} | {1.0})
+    return np.searchsorted(np.array(edges), conf, side="left")
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two bin labellings group the rows alike (bin numbers may differ)."""
+    pairs = np.unique(np.stack([a, b]), axis=1).shape[1]
+    return pairs == len(np.unique(a)) == len(np.unique(b))
 
 
 def ref_debiased(conf: np.ndarray, correct: np.ndarray, idx: np.ndarray, n_bins: int) -> float:
@@ -199,6 +215,50 @@ def test_float32_inputs_follow_the_float64_edges() -> None:
     np.testing.assert_array_equal(idx64, np.clip(direct, 0, n_bins - 1))
 
 
+def test_hand_worked_equal_mass_ties_share_a_bin() -> None:
+    # 2 equal-mass bins of 4 rows: rank split would give {0.2, 0.2} and {0.2, 0.9}, depending on row
+    # order; ties share the bin of their lowest rank (0 -> bin 0), and 0.9 (3 rows below) goes to
+    # floor(3 * 2 / 4) = 1. Bin 0: three 0.2's, one correct (acc 1/3); bin 1: 0.9, correct.
+    conf = np.array([0.2, 0.9, 0.2, 0.2])
+    correct = np.array([0, 1, 1, 0])
+    mass = M.Binning(2, "mass")
+    np.testing.assert_array_equal(M.bin_index(torch.from_numpy(conf), mass).numpy(), [0, 1, 0, 0])
+    b = M.reliability_bins(conf, correct, mass)
+    np.testing.assert_array_equal(b.count, [3, 1])
+    np.testing.assert_allclose(b.accuracy, [1 / 3, 1.0])
+    np.testing.assert_allclose(b.confidence, [0.2, 0.9])
+    np.testing.assert_allclose(b.edges, [0.2, 0.9, 0.9])
+    e = M.calibration_errors(conf, correct, mass)
+    # gaps |0.2 - 1/3| = 2/15 (weight 3/4) and |0.9 - 1| = 0.1 (weight 1/4)
+    assert e["ece"] == pytest.approx(3 / 4 * 2 / 15 + 1 / 4 * 0.1, abs=1e-15)            # 0.125
+    assert e["rmsce"] == pytest.approx(math.sqrt(3 / 4 * (2 / 15) ** 2 + 1 / 4 * 0.01), abs=1e-15)
+    assert e["mce"] == pytest.approx(2 / 15, abs=1e-15)
+    # debiased: bin 0 subtracts (1/3)(2/3)/2 = 1/9 > (2/15)^2, so the sum is negative and clips to 0
+    assert 3 / 4 * ((2 / 15) ** 2 - 1 / 9) + 1 / 4 * 0.01 < 0
+    assert e["debiased_l2_ce"] == 0.0
+    # 3 bins: 0.9 has 3 rows below -> floor(9 / 4) = 2; bin 1 is empty (count 0, edge nan, no nan metric)
+    b3 = M.reliability_bins(conf, correct, M.Binning(3, "mass"))
+    np.testing.assert_array_equal(b3.count, [3, 0, 1])
+    np.testing.assert_array_equal(b3.edges, [0.2, np.nan, 0.9, 0.9])
+    e3 = M.calibration_errors(conf, correct, M.Binning(3, "mass"))
+    assert e3 == pytest.approx(e, abs=1e-15)
+    assert b3.ece == pytest.approx(e["ece"], abs=1e-15) and b3.mce == pytest.approx(e["mce"], abs=1e-15)
+    # with resample weights, the bin follows the weight strictly below: (0, 2, 1, 1) puts 0.9 above
+    # weight 3 of 4 -> bin 1; (0, 3, 1, 0) puts it above weight 1 of 4 -> bin 0, with the ties
+    w = torch.tensor([[0.0, 1.0, 2.0, 1.0], [0.0, 3.0, 1.0, 0.0]], dtype=torch.float64)
+    np.testing.assert_array_equal(M.bin_index(torch.from_numpy(conf), mass, w).numpy(),
+                                  [[0, 1, 0, 0], [0, 0, 0, 0]])
+    # classwise: column 0 is the same tied confidences; column 1 (0.1 once, 0.8 three times) puts the
+    # tied 0.8's, with 1 row below, in floor(1 * 2 / 4) = 0 with the 0.1: bin 1 is empty.
+    # Class 1 then has |(0.1 + 3 * 0.8) - 2| / 4 = 0.125 (the two wrong rows have label 1).
+    p = np.stack([conf, 1 - conf], 1)
+    y = np.where(correct == 1, 0, 1)
+    cw = M.classwise_calibration(p, y, mass)
+    np.testing.assert_array_equal(cw.count, [[3, 1], [4, 0]])
+    np.testing.assert_allclose(cw.ece_per_class, [0.125, 0.125], atol=1e-15)
+    np.testing.assert_allclose(cw.edges, [[0.2, 0.9, 0.9], [0.1, np.nan, 0.8]])
+
+
 def test_binning_parameters_are_validated_and_named() -> None:
     with pytest.raises(ValueError, match="n_bins"):
         M.Binning(0)
@@ -272,19 +332,114 @@ def test_matches_netcal_on_random_inputs() -> None:
     assert M.mce(p, y) == pytest.approx(ref_mce, abs=1e-6)
 
 
-def test_equal_mass_bins_have_equal_counts_even_with_ties() -> None:
+def test_equal_mass_bins_keep_ties_together() -> None:
     rng = np.random.default_rng(5)
     conf = np.concatenate([np.ones(400), rng.random(603)])          # 40% exactly 1.0
     correct = rng.random(1003) < conf
     b = M.reliability_bins(conf, correct, M.Binning(10, "mass"))
-    assert b.count.sum() == 1003
-    assert b.count.max() - b.count.min() <= 1
+    # ranks 0..602 are the distinct values; the 400 ones all have 603 rows below -> bin 6, which also
+    # holds rank 602 (floor(602 * 10 / 1003) = 6); bins 7-9 are empty
+    np.testing.assert_array_equal(b.count, [101, 100, 100, 101, 100, 100, 401, 0, 0, 0])
+    assert np.isnan(b.edges[7:10]).all() and b.edges[10] == 1.0 and np.isnan(b.accuracy[7:]).all()
     idx = M.bin_index(torch.from_numpy(conf), M.Binning(10, "mass")).numpy()
     np.testing.assert_array_equal(idx, ref_mass_bins(conf, 10))
+    assert (idx[:400] == 6).all()
     cnt, s_conf, s_acc = (np.bincount(idx, w, 10) for w in (None, conf, correct.astype(float)))
-    np.testing.assert_allclose(b.accuracy, s_acc / cnt)
+    ne = cnt > 0
+    np.testing.assert_allclose(b.accuracy[ne], s_acc[ne] / cnt[ne])
     e = M.calibration_errors(conf, correct, M.Binning(10, "mass"))
+    assert all(math.isfinite(v) for v in e.values())
     assert e["ece"] == pytest.approx(np.abs(s_conf - s_acc).sum() / 1003, abs=1e-12)
+    assert e["debiased_l2_ce"] == pytest.approx(ref_debiased(conf, correct.astype(float), idx, 10), abs=1e-12)
+    assert b.mce == pytest.approx(e["mce"], abs=1e-15)
+
+
+def test_equal_mass_ties_match_kumar_et_al_edges() -> None:
+    """On heavily tied data (2 decimals; N a multiple of B, where np.array_split's parts are the
+    floor(r B / N) ones), the bins group rows as Kumar et al.'s midpoint edges do."""
+    p, y = miscalibrated(1500, 4, seed=21)
+    p = np.round(p, 2)
+    conf, correct = (x.numpy().astype(np.float64) for x in M.top_label(p, y))
+    for n_bins in (10, 15):
+        idx = M.bin_index(torch.from_numpy(conf), M.Binning(n_bins, "mass")).numpy()
+        np.testing.assert_array_equal(idx, ref_mass_bins(conf, n_bins))
+        kumar = ref_kumar_mass_bins(conf, n_bins)
+        assert same_partition(idx, kumar)
+        assert M.debiased_l2_ce(p, y, M.Binning(n_bins, "mass")) == pytest.approx(
+            ref_debiased(conf, correct, kumar, int(kumar.max()) + 1), abs=1e-12)
+    # classwise, each column tied
+    cw = M.classwise_calibration(p, y, M.Binning(15, "mass"))
+    for k in range(4):
+        idx = ref_mass_bins(p[:, k], 15)
+        assert same_partition(idx, ref_kumar_mass_bins(p[:, k], 15))
+        np.testing.assert_array_equal(cw.count[k], np.bincount(idx, None, 15))
+        s_p, s_y = np.bincount(idx, p[:, k], 15), np.bincount(idx, (y == k).astype(float), 15)
+        assert cw.ece_per_class[k] == pytest.approx(np.abs(s_p - s_y).sum() / 1500, abs=1e-12)
+        lo = np.array([p[idx == b, k].min() if (idx == b).any() else np.nan for b in range(15)])
+        np.testing.assert_array_equal(cw.edges[k], np.append(lo, p[:, k].max()))
+
+
+def _tie_data(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities whose confidences are all tied, heavily tied (2 decimals) or continuous."""
+    if kind == "all ties":
+        rng = np.random.default_rng(22)
+        return np.tile([0.6, 0.3, 0.1], (301, 1)), rng.choice(3, 301, p=[0.6, 0.3, 0.1])
+    p, y = miscalibrated(601, 4, seed=22)
+    return (np.round(p, 2) if kind == "heavy ties" else p), y
+
+
+@pytest.mark.parametrize("kind", ["all ties", "heavy ties", "continuous"])
+def test_equal_mass_results_do_not_depend_on_row_order(kind: str) -> None:
+    """Shuffling rows changes no equal-mass bin, metric or bootstrap evaluation (up to summation order).
+
+    `calibration_metrics` draws resample counts per row position, so its intervals on shuffled rows
+    come from other resamples; with the counts permuted along with the rows every resample agrees.
+    The debiased L2 is compared squared: where the bias correction nearly cancels the plug-in term
+    (all ties), the square root turns 1e-16 of summation order into 1e-9."""
+    p, y = _tie_data(kind)
+    n = len(y)
+    mass = M.Binning(15, "mass")
+    conf, correct = M.top_label(p, y)
+    w = next(M._resample_weights(n, M.Bootstrap(40, seed=3), torch.device("cpu")))
+
+    def results(p: np.ndarray, y: np.ndarray) -> dict[str, object]:
+        return {"ece_mass": M.ece(p, y, mass), "rmsce_mass": M.rmsce(p, y, mass), "mce_mass": M.mce(p, y, mass),
+                "debiased_l2_ce": M.debiased_l2_ce(p, y),
+                "classwise": M.classwise_calibration(p, y, mass).ece_per_class,
+                "classwise_mean": M.classwise_ece(p, y, mass),
+                "point": M.calibration_metrics(p, y, n_bins=15, bootstrap=None).values}
+
+    ref = results(p, y)
+    bins0 = M.reliability_bins(conf, correct, mass)
+    ref_idx = M.bin_index(conf, mass)
+    ref_widx = M.bin_index(conf, mass, w)
+    st = M._MetricState(torch.from_numpy(p), torch.from_numpy(y), 15)
+    st.evaluate()
+    ref_boot = st.evaluate(w)
+    for seed in range(5):
+        perm = np.random.default_rng(seed).permutation(n)
+        tp = torch.from_numpy(perm)
+        got = results(p[perm], y[perm])
+        for key in ("ece_mass", "rmsce_mass", "mce_mass", "classwise_mean"):
+            assert got[key] == pytest.approx(ref[key], abs=1e-12), (key, seed)
+        assert got["debiased_l2_ce"] ** 2 == pytest.approx(ref["debiased_l2_ce"] ** 2, abs=1e-12)  # type: ignore[operator]
+        np.testing.assert_allclose(got["classwise"], ref["classwise"], rtol=0, atol=1e-12)
+        sq = {"debiased_l2_ce": 2}
+        for key, v in ref["point"].items():   # type: ignore[union-attr]
+            g = got["point"][key]  # type: ignore[index]
+            assert g ** sq.get(key, 1) == pytest.approx(v ** sq.get(key, 1), abs=1e-10, nan_ok=True), (key, seed)
+        b = M.reliability_bins(conf[tp], correct[tp], mass)
+        np.testing.assert_array_equal(b.count, bins0.count)
+        np.testing.assert_array_equal(b.edges, bins0.edges)
+        np.testing.assert_allclose(b.accuracy, bins0.accuracy, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b.confidence, bins0.confidence, rtol=0, atol=1e-12)
+        assert torch.equal(M.bin_index(conf[tp], mass), ref_idx[tp])
+        assert torch.equal(M.bin_index(conf[tp], mass, w[:, tp]), ref_widx[:, tp])
+        st_p = M._MetricState(torch.from_numpy(p[perm]), torch.from_numpy(y[perm]), 15)
+        st_p.evaluate()
+        for key, v in st_p.evaluate(w[:, tp]).items():
+            k = sq.get(key, 1)
+            torch.testing.assert_close(v ** k, ref_boot[key] ** k, rtol=0, atol=1e-10, equal_nan=True, msg=key)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -428,11 +583,31 @@ def test_weighted_kernel_equals_explicit_resample() -> None:
     st.evaluate()
     got = {k: float(v[0]) for k, v in st.evaluate(w).items()}
     ps, ys = p[draw], y[draw]
+    mass = M.Binning(15, "mass")   # the copies of a row are ties in ps, so they share a bin there too
     ref = {"accuracy": M.accuracy(ps, ys), "nll": M.nll(ps, ys), "brier": M.brier(ps, ys), "ece": M.ece(ps, ys),
            "rmsce": M.rmsce(ps, ys), "mce": M.mce(ps, ys), "classwise_ece_mean": M.classwise_ece(ps, ys),
+           "ece_mass": M.ece(ps, ys, mass), "rmsce_mass": M.rmsce(ps, ys, mass), "mce_mass": M.mce(ps, ys, mass),
+           "debiased_l2_ce": M.debiased_l2_ce(ps, ys, mass),
            "auroc": M.confidence_auroc(ps, ys), "aurc": M.aurc(ps, ys), "smooth_ece": M.smooth_ece(ps, ys)}
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, abs=1e-6 if k == "smooth_ece" else 1e-10), k
+
+
+def test_bootstrap_classwise_ece_of_float32_probabilities_is_float64_exact() -> None:
+    """Resampled bin-0 sums come from a weights @ probabilities product; in float32 it lost ~1e-7.
+    Against the float64 numpy definition on the materialised resample: 1e-10."""
+    p, y = miscalibrated(4000, 10, seed=23)
+    p32 = p.astype(np.float32)
+    rng = np.random.default_rng(1)
+    draws = [rng.integers(0, 4000, 4000) for _ in range(3)]
+    w = torch.from_numpy(np.stack([np.bincount(d, minlength=4000) for d in draws]).astype(np.float64))
+    st = M._MetricState(torch.from_numpy(p32), torch.from_numpy(y), 15)
+    st.evaluate()
+    got = st.evaluate(w)
+    for r, d in enumerate(draws):
+        ref = ref_classwise(p32.astype(np.float64)[d], y[d], 15)
+        assert float(got["classwise_ece_mean"][r]) == pytest.approx(ref.mean(), abs=1e-10)
+        assert float(got["classwise_ece_sum"][r]) == pytest.approx(ref.sum(), abs=1e-10)
 
 
 def test_bootstrap_intervals_contain_estimate_narrow_with_n_and_are_seeded() -> None:
@@ -628,3 +803,31 @@ def test_cuda_matches_cpu() -> None:
     gpu = M.calibration_metrics(torch.from_numpy(p).cuda(), torch.from_numpy(y).cuda(), bootstrap=None).values
     for k, v in cpu.items():
         assert gpu[k] == pytest.approx(v, abs=1e-9), k
+
+
+def test_bootstrap_classwise_ece_with_far_more_classes_than_rows() -> None:
+    """3 rows of 200,000 classes: the resampled classwise ECE scatters only the touched cells, and still
+    equals the float64 definition on each materialised resample."""
+    rng = np.random.default_rng(24)
+    logits = rng.normal(size=(3, 200_000)) * 4
+    logits[:, :3] += 12                                    # a few large entries, above 1/B
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([0, 1, 7])
+    w = torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
+
+    def ref(p: np.ndarray, y: np.ndarray) -> np.ndarray:   # ref_classwise, vectorised over the classes
+        n, c = p.shape
+        cell = (np.arange(c) * 15 + np.searchsorted(np.arange(1, 15) / 15, p, side="left")).ravel()
+        s_p = np.bincount(cell, p.ravel(), c * 15)
+        s_y = np.bincount(cell, (y[:, None] == np.arange(c)).ravel().astype(float), c * 15)
+        return np.abs(s_p - s_y).reshape(c, 15).sum(1) / n
+
+    np.testing.assert_allclose(ref(p[:, :50], y), ref_classwise(p[:, :50], y, 15), rtol=0, atol=1e-15)
+    st = M._MetricState(torch.from_numpy(p), torch.from_numpy(y), 15)
+    point = st.evaluate()
+    assert float(point["classwise_ece_mean"]) == pytest.approx(ref(p, y).mean(), abs=1e-12)
+    got = st.evaluate(w)
+    for r, row in enumerate(w.numpy().astype(int)):
+        d = np.repeat(np.arange(3), row)
+        assert float(got["classwise_ece_sum"][r]) == pytest.approx(ref(p[d], y[d]).sum(), abs=1e-10)
