@@ -15,7 +15,7 @@ import torch
 from calibviz.data import DATA_VERSION, SPLITS, DataSpec, load_dataset
 from calibviz.devices import pick_device
 from calibviz.diskcache import atomic_write, cache_dir, file_digest
-from calibviz.formats import FormatError, load_bundle, load_checkpoint, save_bundle
+from calibviz.formats import FormatError, load_bundle, load_checkpoint, read_card, save_bundle
 from calibviz.predictions import Predictions
 
 if TYPE_CHECKING:
@@ -84,6 +84,10 @@ def predict(checkpoint: str | Path, data_spec: str, *, device: str | torch.devic
     cached = cache_dir() / f"{key[:32]}.safetensors"
     if use_cache and (hit := _cache_hit(cached, progress)) is not None:
         return hit
+    trained_on = read_card(checkpoint)["dataset"]
+    if spec.name != trained_on:
+        raise FormatError(f"{Path(checkpoint).name}: the checkpoint's card says dataset {trained_on!r}; it cannot "
+                          f"run on {str(spec)!r} (other inputs)")
     ds = load_dataset(spec)  # only on a cache miss: generating mnist1d takes seconds
     dev = device if isinstance(device, torch.device) else pick_device(device)
     model, card = load_checkpoint(checkpoint, device=dev)

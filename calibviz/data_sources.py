@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from calibviz.data import IMAGE_CORRUPTIONS, PATH_SOURCES, SEVERITIES, SPLIT_SEED, SPLITS, DataSpec
+from calibviz.safe_read import FormatError, parse_json_text, read_npz, safetensors_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # A tree with any of these top-level folders is split by them; otherwise rows are split by a seeded permutation.
@@ -31,6 +32,7 @@ SPLIT_FOLDERS = SPLITS
 SPLIT_FRACTIONS = (0.5, 0.25, 0.25)
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 CORRUPTION_SEED = 20240612
+MAX_CLASSES = 100_000  # labels are class indices; a label beyond this is a corrupt file, not a class
 
 # Corruption strength per severity 1..5 on natural images, after resize/crop: noise sigma in [0, 1] pixel units
 # (ImageNet-C's Gaussian noise); blur sigma and shift distance as fractions of the shorter side (at 224 px the blur
@@ -359,25 +361,27 @@ def _read_tensor_file(path: Path) -> _TensorFile:
     names: list[str] | None = None
     if suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files if k in ("x", "y", "split", "class_names")}
-        except ValueError as e:
-            raise DataSourceError(f"tensor file {where} cannot be read without unpickling objects: {e}") from None
-        except Exception as e:
-            raise DataSourceError(f"tensor file {where} is not a readable .npz: {e}") from None
+            arrays = {k: v for k, v in read_npz(path).items() if k in ("x", "y", "split", "class_names")}
+        except FormatError as e:
+            raise DataSourceError(f"tensor file {e}") from None
         for key in ("x", "y"):
             if key not in arrays:
                 raise DataSourceError(f"tensor file {where} has no {key!r} array; it needs 'x' (N, ...) and 'y' (N,)")
         x = arrays["x"]
         x_shape, x_dtype = tuple(x.shape), str(x.dtype)
         if "class_names" in arrays:
-            if arrays["class_names"].dtype.kind not in "US":
-                raise DataSourceError(f"tensor file {where}: 'class_names' must be an array of strings")
+            if arrays["class_names"].dtype.kind not in "US" or arrays["class_names"].ndim != 1:
+                raise DataSourceError(f"tensor file {where}: 'class_names' must be a 1-D array of strings, not "
+                                      f"{arrays['class_names'].dtype} of shape {arrays['class_names'].shape}")
             names = [str(s) for s in arrays["class_names"].tolist()]
         rows = _TensorRows(path, x)
     elif suffix == ".safetensors":
         from safetensors import safe_open
 
+        try:
+            safetensors_header(path, numpy_only=True)
+        except FormatError as e:
+            raise DataSourceError(f"tensor file {e}") from None
         try:
             with safe_open(str(path), framework="np") as f:
                 keys = set(f.keys())
@@ -392,13 +396,17 @@ def _read_tensor_file(path: Path) -> _TensorFile:
         except DataSourceError:
             raise
         except Exception as e:
-            raise DataSourceError(f"tensor file {where} is not a readable .safetensors: {e}") from None
+            raise DataSourceError(f"tensor file {where} is not a readable .safetensors: "
+                                  f"{' '.join(str(e).split())[:200]}") from None
         if "class_names" in meta:
             try:
-                names = [str(s) for s in json.loads(meta["class_names"])]
-            except (json.JSONDecodeError, TypeError):
+                names = parse_json_text(meta["class_names"], f"{path.name}: metadata 'class_names'")
+            except FormatError as e:
+                raise DataSourceError(f"tensor file {e}") from None
+            if not isinstance(names, list) or not all(isinstance(s, str | int) for s in names):
                 raise DataSourceError(
                     f"tensor file {where}: metadata 'class_names' must be a JSON list of strings") from None
+            names = [str(s) for s in names]
         rows = _TensorRows(path, None)
     else:
         raise DataSourceError(f"tensor file {where} must end in .npz or .safetensors")
@@ -417,6 +425,9 @@ def _read_tensor_file(path: Path) -> _TensorFile:
     labels = y.astype(np.int64)
     if labels.min() < 0:
         raise DataSourceError(f"tensor file {where}: 'y' has negative labels")
+    if labels.max() >= MAX_CLASSES:
+        raise DataSourceError(f"tensor file {where}: 'y' has label {labels.max()}; labels are class indices "
+                              f"0..C-1 with C at most {MAX_CLASSES}")
     if "split" in arrays:
         s = arrays["split"]
         if s.shape != y.shape or str(s.dtype) not in _INT_DTYPES or not np.isin(s, (0, 1, 2)).all():

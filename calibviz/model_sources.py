@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from calibviz.safe_read import FormatError, check_zip_sizes, safetensors_header
+
 SOURCE_KINDS = ("module", "program")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -171,6 +173,9 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if bad:
         raise ModelSourceError(f"{path.name}: expected a state dict of tensors; not tensors: {_listing(bad)} "
                                f"(wrappers tried: {list(STATE_DICT_WRAPPERS)})")
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise ModelSourceError(f"{path.name}: NaN or inf weights in {_listing(nonfinite)}")
     stripped = True
     while stripped:
         stripped = False
@@ -182,18 +187,40 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _unpickler_reason(message: str) -> str:
-    """The useful part of torch's weights-only refusal: "Unsupported global: GLOBAL pkg.Cls" or the like."""
+    """The useful part of torch's weights-only refusal: "Unsupported global: GLOBAL pkg.Cls" or the like, on one
+    line; never torch's preamble, which suggests retrying with weights_only=False."""
     match = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n\n|$)", message, re.S)
-    return " ".join((match.group(1) if match else message.strip().splitlines()[0]).split())
+    if match:
+        return " ".join(match.group(1).split())
+    blocked = re.search(r"unsupported GLOBAL (\S+)", message)
+    if blocked:
+        return f"Unsupported global: GLOBAL {blocked.group(1)}"
+    lines = [line for line in message.splitlines() if line.strip()
+             and not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return _brief(lines[0] if lines else message)
+
+
+def _brief(text: object, limit: int = 200) -> str:
+    """An error's text on one line (whitespace collapsed), cut at `limit` characters."""
+    return " ".join(str(text).split())[:limit]
 
 
 def _archive_kind(path: Path) -> str:
     """What a file is, from its zip listing alone: "torchscript" (code/, constants.pkl), "export" (a torch.export
-    archive_format entry), "zip" (e.g. a torch.save state dict) or "" (not a zip)."""
+    archive_format entry), "zip" (e.g. a torch.save state dict) or "" (not a zip). A zip whose directory lies about
+    its members' sizes, or that would inflate far beyond the file's size (torch allocates a record's declared size
+    before checking it), is refused here."""
     if not zipfile.is_zipfile(path):
         return ""
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+        check_zip_sizes(path.name, infos, path.stat().st_size)
+    except FormatError as e:
+        raise ModelSourceError(str(e)) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelSourceError(f"{path.name}: not a readable zip archive ({_brief(e)})") from None
+    names = [i.filename for i in infos]
     if any(n.endswith("/archive_format") for n in names):
         return "export"
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
@@ -212,9 +239,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
+            safetensors_header(path)
+        except FormatError as e:
+            raise ModelSourceError(str(e)) from None
+        try:
             obj: Any = load_file(str(path), device="cpu")
         except Exception as e:
-            raise ModelSourceError(f"{path.name}: not a readable safetensors file ({e})") from e
+            raise ModelSourceError(f"{path.name}: not a readable safetensors file ({_brief(e)})") from e
     elif suffix in WEIGHT_SUFFIXES:
         kind = _archive_kind(path)
         if kind in ("torchscript", "export"):
@@ -231,7 +262,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                     f"unpickles them. Save model.state_dict() instead, or a .safetensors file") from e
             raise ModelSourceError(f"{path.name}: not a readable PyTorch weights file ({why})") from e
         except Exception as e:
-            raise ModelSourceError(f"{path.name}: not a readable PyTorch weights file ({type(e).__name__}: {e})") from e
+            raise ModelSourceError(f"{path.name}: not a readable PyTorch weights file "
+                                   f"({type(e).__name__}: {_brief(e)})") from e
     else:
         raise ModelSourceError(f"{path.name}: weights must end in one of {list(WEIGHT_SUFFIXES)}")
     return _unwrap(obj, path)

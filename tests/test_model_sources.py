@@ -422,7 +422,7 @@ def test_unreadable_and_non_tensor_files(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(ModelSourceError, match=r"junk\.pt: not a readable PyTorch weights file \(Unsupported op"):
         load_state_dict_file(tmp_path / "junk.pt")
-    with pytest.raises(ModelSourceError, match=r"junk\.safetensors: not a readable safetensors file"):
+    with pytest.raises(ModelSourceError, match=r"junk\.safetensors: not a (readable )?safetensors file"):
         load_state_dict_file(tmp_path / "junk.safetensors")
     torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "meta.pt")
     with pytest.raises(ModelSourceError, match=r"meta\.pt: expected a state dict of tensors; not tensors: epoch"):
