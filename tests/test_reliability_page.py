@@ -201,7 +201,7 @@ def test_side_by_side_lines_up_columns_and_shares_the_count_range() -> None:
     correct = rng.uniform(size=conf.size) < conf
     other = rng.uniform(0.1, 1.0, conf.size)
     figs = [reliability_figure(reliability_bins(c, correct, 15), title=t) for c, t in ((conf, "a"), (other, "b"))]
-    side_by_side(figs, log_counts=True)
+    figs = side_by_side(figs, log_counts=True)
     assert [f.layout.yaxis2.type for f in figs] == ["log", "log"]
     assert figs[0].layout.yaxis2.range == figs[1].layout.yaxis2.range
     assert 10 ** figs[0].layout.yaxis2.range[1] > 3000  # the tallest bin of either fits
@@ -209,11 +209,11 @@ def test_side_by_side_lines_up_columns_and_shares_the_count_range() -> None:
     assert all(f.layout.showlegend for f in figs)  # two columns: each keeps its legend
 
     mass = [reliability_figure(reliability_bins(c, correct, Binning(10, "mass"))) for c in (conf, other)]
-    side_by_side(mass, log_counts=True)
+    mass = side_by_side(mass, log_counts=True)
     assert mass[0].layout.yaxis2.type != "log"  # equal-mass counts are all alike
 
     four = [reliability_figure(reliability_bins(other, correct, 15), title=str(i)) for i in range(4)]
-    side_by_side(four)
+    four = side_by_side(four)
     assert [f.layout.showlegend for f in four] == [True, False, False, False]
     note = four[0].layout.annotations[0].text
     assert all(len(line) <= 28 for line in note.split("<br>")), note

@@ -181,7 +181,8 @@ def body() -> None:
             figures.append((n, _figure(p, reports[labels[n]], controls, labels[n])))
         except ValueError as e:
             figures.append((n, e))
-    side_by_side([f for _, f in figures if not isinstance(f, Exception)], controls.log_counts)
+    drawn = iter(side_by_side([f for _, f in figures if not isinstance(f, Exception)], controls.log_counts))
+    figures = [(n, f if isinstance(f, Exception) else next(drawn)) for n, f in figures]
     for col, (n, fig) in zip(st.columns(len(figures)), figures, strict=True):
         with col:
             if isinstance(fig, Exception):

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 from calibviz.features import TemplateProjection
+from calibviz.plots.figure import axis_names, build_figure, grid_cells, grid_layout
 from calibviz.predictions import Predictions
 
 COLOR_BY = ("class", "correctness", "confidence")
@@ -45,12 +45,11 @@ def embedding_figure(coords: np.ndarray, preds: Predictions, color_by: str = "cl
     ids = preds.sample_id if preds.sample_id is not None else np.arange(preds.n)
     custom = np.stack([ids, preds.labels, pred, conf], axis=1).astype(np.float32)
     names = preds.class_names
-    fig = go.Figure()
+    data: list[dict] = []
 
     def add(mask: np.ndarray, name: str, marker: dict) -> None:
-        fig.add_trace(go.Scattergl(
-            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, customdata=custom[mask],
-            hovertemplate=_HOVER, marker={"size": marker_size, **marker}))
+        data.append({"type": "scattergl", "x": xy[mask, 0], "y": xy[mask, 1], "mode": "markers", "name": name,
+                     "customdata": custom[mask], "hovertemplate": _HOVER, "marker": {"size": marker_size, **marker}})
 
     if color_by == "class":
         for c in np.unique(preds.labels):
@@ -64,12 +63,12 @@ def embedding_figure(coords: np.ndarray, preds: Predictions, color_by: str = "cl
         add(np.ones(preds.n, dtype=bool), "confidence",
             {"color": conf, "colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0, "opacity": 0.8,
              "colorbar": {"title": {"text": "confidence"}}})
-    fig.update_layout(title=_title(title, title_size), xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
-                      legend={"itemsizing": "constant"}, template="plotly_white",
-                      margin={"l": 50, "r": 20, "t": 50, "b": 45})
+    layout = {"title": _title(title, title_size), "xaxis": {"title": {"text": axis_titles[0]}},
+              "yaxis": {"title": {"text": axis_titles[1]}}, "legend": {"itemsizing": "constant"},
+              "margin": {"l": 50, "r": 20, "t": 50, "b": 45}}
     if height is not None:
-        fig.update_layout(height=height)
-    return fig
+        layout["height"] = height
+    return build_figure({"data": data, "layout": layout})
 
 
 def selected_sample_ids(event: object) -> list[float]:
@@ -100,25 +99,26 @@ def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProject
     splits: list[str] = []
     for m in models:
         splits += [s for s in panels[m] if s not in splits]
-    fig = make_subplots(rows=len(splits), cols=len(models), horizontal_spacing=0.06,
-                        vertical_spacing=0.1,
-                        subplot_titles=[f"{m} · {s}" for s in splits for m in models])
+    layout = grid_layout(grid_cells(len(splits), len(models), 0.06, 0.1),
+                         [f"{m} · {s}" for s in splits for m in models], subplot_title_size)
+    data: list[dict] = []
     shown: set[int] = set()
     for r, split in enumerate(splits, start=1):
         for c, model in enumerate(models, start=1):
             proj = panels[model].get(split)
             if proj is None:
                 continue
+            x, y, _, ky = axis_names((r - 1) * len(models) + c - 1)
             names = class_names or [str(k) for k in range(max(proj.classes) + 1)]
             for cls in proj.classes:
                 mask = proj.labels == cls
                 ids = proj.sample_id[mask].astype(np.float32)
-                fig.add_trace(go.Scattergl(
-                    x=proj.coords[mask, 0], y=proj.coords[mask, 1], mode="markers",
-                    name=_class_name(names, cls), legendgroup=str(cls), showlegend=cls not in shown,
-                    marker={"size": marker_size, "color": PALETTE[cls % len(PALETTE)], "opacity": 0.6},
-                    customdata=ids, hovertemplate="id %{customdata:d}<extra>%{fullData.name}</extra>"),
-                    row=r, col=c)
+                data.append({
+                    "type": "scattergl", "x": proj.coords[mask, 0], "y": proj.coords[mask, 1], "mode": "markers",
+                    "name": _class_name(names, cls), "legendgroup": str(cls), "showlegend": cls not in shown,
+                    "marker": {"size": marker_size, "color": PALETTE[cls % len(PALETTE)], "opacity": 0.6},
+                    "customdata": ids, "hovertemplate": "id %{customdata:d}<extra>%{fullData.name}</extra>",
+                    "xaxis": x, "yaxis": y})
                 shown.add(cls)
             v = np.asarray(proj.vertices, dtype=np.float32)
             tri = np.concatenate([v, v[:1]])
@@ -132,17 +132,14 @@ def template_projection_figure(panels: Mapping[str, Mapping[str, TemplateProject
                 marker = {"symbol": "x", "size": 9, "color": "black"}
                 text_kw = {"mode": "lines+markers+text", "textposition": "top center", "hoverinfo": "skip",
                            "text": [f"w{_class_name(names, k)}" for k in proj.classes] + [""]}
-            fig.add_trace(go.Scatter(
-                x=tri[:, 0], y=tri[:, 1], name="templates", legendgroup="templates",
-                showlegend=(r, c) == (1, 1), line={"color": "black", "width": 1.5}, marker=marker, **text_kw),
-                row=r, col=c)
-            axis = (r - 1) * len(models) + c
-            fig.update_yaxes(scaleanchor=f"x{'' if axis == 1 else axis}", scaleratio=1, row=r, col=c)
-    fig.update_layout(title=title, template="plotly_white", height=360 * len(splits) + 80,
-                      legend={"itemsizing": "constant"}, margin={"l": 40, "r": 20, "t": margin_top, "b": 40})
-    if subplot_title_size is not None:
-        fig.update_annotations(font_size=subplot_title_size)
-    return fig
+            data.append({"type": "scatter", "x": tri[:, 0], "y": tri[:, 1], "name": "templates",
+                         "legendgroup": "templates", "showlegend": (r, c) == (1, 1),
+                         "line": {"color": "black", "width": 1.5}, "marker": marker, **text_kw,
+                         "xaxis": x, "yaxis": y})
+            layout[ky].update(scaleanchor=x, scaleratio=1)
+    layout.update(title=title, height=360 * len(splits) + 80, legend={"itemsizing": "constant"},
+                  margin={"l": 40, "r": 20, "t": margin_top, "b": 40})
+    return build_figure({"data": data, "layout": layout})
 
 
 def separation_bar_figure(values: Mapping[str, Mapping[str, float]], title: str = "class separation R²",
@@ -154,20 +151,21 @@ def separation_bar_figure(values: Mapping[str, Mapping[str, float]], title: str 
     series: list[str] = []
     for m in models:
         series += [s for s in values[m] if s not in series]
-    fig = go.Figure()
+    data = []
     for i, s in enumerate(series):
         y = [values[m].get(s, np.nan) for m in models]
-        fig.add_trace(go.Bar(x=models, y=y, name=s, marker_color=PALETTE[i % len(PALETTE)],
-                             text=[f"{v:.3f}" for v in y], textposition="outside",
-                             hovertemplate="%{x}: R² %{y:.4f}<extra>" + s + "</extra>"))
+        data.append({"type": "bar", "x": models, "y": y, "name": s, "marker": {"color": PALETTE[i % len(PALETTE)]},
+                     "text": [f"{v:.3f}" for v in y], "textposition": "outside",
+                     "hovertemplate": "%{x}: R² %{y:.4f}<extra>" + s + "</extra>"})
     top = np.nanmax([values[m].get(s, np.nan) for m in models for s in series] + [0.0])
-    fig.update_layout(barmode="group", title=title, yaxis={"title": "R²", "range": [0, max(1.0, top) * 1.05]},
-                      template="plotly_white", margin={"l": 50, "r": 20, "t": margin_top, "b": 45})
+    layout = {"barmode": "group", "title": title,
+              "yaxis": {"title": {"text": "R²"}, "range": [0, max(1.0, top) * 1.05]},
+              "margin": {"l": 50, "r": 20, "t": margin_top, "b": 45}}
     if height is not None:
-        fig.update_layout(height=height)
+        layout["height"] = height
     if legend_on_top:
-        fig.update_layout(legend={"orientation": "h", "y": 1.12})
-    return fig
+        layout["legend"] = {"orientation": "h", "y": 1.12}
+    return build_figure({"data": data, "layout": layout})
 
 
 def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "linear CKA",
@@ -177,15 +175,14 @@ def cka_heatmap_figure(matrix: np.ndarray, names: Sequence[str], title: str = "l
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (len(names), len(names)):
         raise ValueError(f"matrix must be ({len(names)}, {len(names)}), got {m.shape}")
-    fig = go.Figure(go.Heatmap(z=m, x=list(names), y=list(names), zmin=0.0, zmax=1.0, colorscale="Blues",
-                               texttemplate="%{z:.2f}", hovertemplate="%{y} vs %{x}: %{z:.4f}<extra></extra>",
-                               colorbar={"title": {"text": "CKA"}}))
-    fig.update_layout(title=title, template="plotly_white", yaxis={"autorange": "reversed", "showgrid": False},
-                      xaxis={"scaleanchor": "y", "showgrid": False},
-                      margin={"l": 60, "r": 20, "t": margin_top, "b": 60})
+    trace = {"type": "heatmap", "z": m, "x": list(names), "y": list(names), "zmin": 0.0, "zmax": 1.0,
+             "colorscale": "Blues", "texttemplate": "%{z:.2f}",
+             "hovertemplate": "%{y} vs %{x}: %{z:.4f}<extra></extra>", "colorbar": {"title": {"text": "CKA"}}}
+    layout = {"title": title, "yaxis": {"autorange": "reversed", "showgrid": False},
+              "xaxis": {"scaleanchor": "y", "showgrid": False}, "margin": {"l": 60, "r": 20, "t": margin_top, "b": 60}}
     if height is not None:
-        fig.update_layout(height=height)
-    return fig
+        layout["height"] = height
+    return build_figure({"data": [trace], "layout": layout})
 
 
 def gallery_figure(x: np.ndarray, captions: Sequence[str], ncols: int = 8) -> go.Figure:
@@ -206,23 +203,25 @@ def gallery_figure(x: np.ndarray, captions: Sequence[str], ncols: int = 8) -> go
         a = a.reshape(n, a.shape[-2], a.shape[-1])
     cols = min(ncols, n)
     rows = -(-n // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(captions),
-                        horizontal_spacing=0.02, vertical_spacing=0.08 if rows > 1 else 0.02)
+    cells = grid_cells(rows, cols, 0.02, 0.08 if rows > 1 else 0.02)
+    layout = grid_layout(cells, list(captions))
+    bare = {"showticklabels": False, "showgrid": False, "zeroline": False}
+    for i in range(len(cells)):
+        for key in axis_names(i)[2:]:
+            layout[key].update(bare)
+    data = []
     for i in range(n):
-        r, c = divmod(i, cols)
+        xa, ya, kx, ky = axis_names(i)
         if rgb:
-            fig.add_trace(go.Image(z=a[i], hoverinfo="skip"), row=r + 1, col=c + 1)
-        elif image:
-            fig.add_trace(go.Heatmap(z=a[i][::-1], colorscale="Greys", showscale=False, hoverinfo="skip"),
-                          row=r + 1, col=c + 1)  # rows flipped so the image's top row is drawn on top
-            fig.update_xaxes(constrain="domain", row=r + 1, col=c + 1)
-            fig.update_yaxes(scaleanchor=f"x{'' if i == 0 else i + 1}", scaleratio=1, constrain="domain",
-                             row=r + 1, col=c + 1)
+            data.append({"type": "image", "z": a[i], "hoverinfo": "skip", "xaxis": xa, "yaxis": ya})
+        elif image:  # rows flipped so the image's top row is drawn on top
+            data.append({"type": "heatmap", "z": a[i][::-1], "colorscale": "Greys", "showscale": False,
+                         "hoverinfo": "skip", "xaxis": xa, "yaxis": ya})
+            layout[kx]["constrain"] = "domain"
+            layout[ky].update(scaleanchor=xa, scaleratio=1, constrain="domain")
         else:
-            fig.add_trace(go.Scatter(y=a[i].reshape(-1), mode="lines", line={"color": "black", "width": 1},
-                                     showlegend=False, hoverinfo="skip"), row=r + 1, col=c + 1)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(height=130 * rows + 40, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      template="plotly_white", showlegend=False)
-    return fig
+            data.append({"type": "scatter", "y": a[i].reshape(-1), "mode": "lines",
+                         "line": {"color": "black", "width": 1}, "showlegend": False, "hoverinfo": "skip",
+                         "xaxis": xa, "yaxis": ya})
+    layout.update(height=130 * rows + 40, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    return build_figure({"data": data, "layout": layout})

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 from calibviz.logit_stats import SUBSETS, StatisticDistributions
+from calibviz.plots.figure import axis_names, build_figure, grid_cells, grid_layout
 
 STYLES = ("kde", "hist", "both")
 LEGENDS = ("right", "below")
@@ -47,32 +47,31 @@ def distribution_figure(dists: StatisticDistributions, subset: str = "all", styl
     colors = model_colors(names, overlays)
     centres = ((dists.edges[:-1] + dists.edges[1:]) / 2).astype(np.float32)
     widths = np.diff(dists.edges).astype(np.float32)
-    fig = go.Figure()
+    grid = dists.grid.astype(np.float32)
+    data = []
     for name in names:
         d = dists.by_model[name][subset]
         dash = "dash" if name in overlays else "solid"
         label = f"{name} (n={d.n})"
+        hover = f"{name}<br>%{{x:.3g}}: density %{{y:.3g}}<extra></extra>"
         if style in ("hist", "both"):
-            fig.add_trace(go.Bar(
-                x=centres, y=d.density.astype(np.float32), width=widths, name=label, legendgroup=name,
-                marker={"color": colors[name], "line": {"width": 0}}, opacity=0.35,
-                showlegend=style == "hist",
-                marker_pattern_shape="/" if name in overlays else "",
-                hovertemplate=f"{name}<br>%{{x:.3g}}: density %{{y:.3g}}<extra></extra>"))
+            data.append({"type": "bar", "x": centres, "y": d.density.astype(np.float32), "width": widths,
+                         "name": label, "legendgroup": name, "opacity": 0.35, "showlegend": style == "hist",
+                         "marker": {"color": colors[name], "line": {"width": 0},
+                                    "pattern": {"shape": "/" if name in overlays else ""}},
+                         "hovertemplate": hover})
         if style in ("kde", "both"):
-            fig.add_trace(go.Scatter(
-                x=dists.grid.astype(np.float32), y=d.kde.astype(np.float32), mode="lines", name=label,
-                legendgroup=name, line={"color": colors[name], "dash": dash, "width": 2},
-                hovertemplate=f"{name}<br>%{{x:.3g}}: density %{{y:.3g}}<extra></extra>"))
-    fig.update_layout(
-        barmode="overlay", bargap=0, title=title or f"{dists.label} — {subset} examples",
-        xaxis_title=dists.label, yaxis_title="density", legend_title_text="model",
-        margin={"l": 50, "r": 20, "t": 50, "b": 45}, template="plotly_white")
+            data.append({"type": "scatter", "x": grid, "y": d.kde.astype(np.float32), "mode": "lines",
+                         "name": label, "legendgroup": name, "line": {"color": colors[name], "dash": dash, "width": 2},
+                         "hovertemplate": hover})
+    layout = {"barmode": "overlay", "bargap": 0, "title": title or f"{dists.label} — {subset} examples",
+              "xaxis": {"title": {"text": dists.label}}, "yaxis": {"title": {"text": "density"}},
+              "legend": {"title": {"text": "model"}}, "margin": {"l": 50, "r": 20, "t": 50, "b": 45}}
     if legend == "below":
-        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0,
-                                  "title_text": ""},
-                          margin={"l": 50, "r": 20, "t": 50, "b": 20})
-    return fig
+        layout.update(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0,
+                              "title": {"text": ""}},
+                      margin={"l": 50, "r": 20, "t": 50, "b": 20})
+    return build_figure({"data": data, "layout": layout})
 
 
 def spread_figure(dists: StatisticDistributions, subset: str = "all", overlays: Mapping[str, str] | None = None,
@@ -84,21 +83,26 @@ def spread_figure(dists: StatisticDistributions, subset: str = "all", overlays: 
     overlays = overlays or {}
     names = list(dists.by_model)
     colors = model_colors(names, overlays)
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("std", "IQR"))
     spreads = [float(getattr(d[subset], a)) for d in dists.by_model.values() for a in ("std", "iqr")]
     top = max([v for v in spreads if np.isfinite(v)], default=0.0)
-    for col, attr, label in ((1, "std", "std"), (2, "iqr", "IQR")):
+    x_range = [0, 1.3 * top if top > 0 else 1.0]  # one scale: same units
+    # make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("std", "IQR"))
+    layout = grid_layout(grid_cells(1, 2, 0.1), ("std", "IQR"))
+    layout["yaxis2"].update(matches="y", showticklabels=False)
+    data = []
+    for i, (attr, label) in enumerate((("std", "std"), ("iqr", "IQR"))):
+        x, y, kx, ky = axis_names(i)
         values = [float(getattr(dists.by_model[n][subset], attr)) for n in names]
-        fig.add_trace(go.Bar(
-            x=values, y=names, orientation="h", showlegend=False, name=label,
-            marker={"color": [colors[n] for n in names], "line": {"width": 0},
-                    "pattern": {"shape": ["/" if n in overlays else "" for n in names], "fillmode": "overlay",
-                                "solidity": 0.3}},
-            text=[f"{v:.3g}" if np.isfinite(v) else "no examples" for v in values], textposition="outside",
-            cliponaxis=False, hovertemplate="%{y}<br>" + label + " %{x:.4g}<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(range=[0, 1.3 * top if top > 0 else 1.0], row=1, col=col)  # one scale: same units
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    fig.update_layout(title=title or f"Spread of the {dists.label} — {subset} examples", template="plotly_white",
-                      height=max(220, 90 + 34 * len(names)), margin={"l": 10, "r": 20, "t": 70, "b": 30},
-                      bargap=0.25)
-    return fig
+        data.append({
+            "type": "bar", "x": values, "y": names, "orientation": "h", "showlegend": False, "name": label,
+            "marker": {"color": [colors[n] for n in names], "line": {"width": 0},
+                       "pattern": {"shape": ["/" if n in overlays else "" for n in names], "fillmode": "overlay",
+                                   "solidity": 0.3}},
+            "text": [f"{v:.3g}" if np.isfinite(v) else "no examples" for v in values], "textposition": "outside",
+            "cliponaxis": False, "hovertemplate": "%{y}<br>" + label + " %{x:.4g}<extra></extra>",
+            "xaxis": x, "yaxis": y})
+        layout[kx]["range"] = x_range
+        layout[ky].update(autorange="reversed", automargin=True)
+    layout.update(title=title or f"Spread of the {dists.label} — {subset} examples",
+                  height=max(220, 90 + 34 * len(names)), margin={"l": 10, "r": 20, "t": 70, "b": 30}, bargap=0.25)
+    return build_figure({"data": data, "layout": layout})
