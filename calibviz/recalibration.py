@@ -7,10 +7,13 @@ temperature on a grid, for the teaching view of temperature scaling.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from calibviz.calibrators import (
     solve_temperature,
 )
 from calibviz.data import DataSpec, spec_choices
+from calibviz.diskcache import atomic_write, cache_dir
 from calibviz.metrics import (
     CONVENTION,
     Binning,
@@ -371,12 +375,55 @@ class MethodResult:
     bins: ReliabilityBins
 
 
+# Bump when a calibrator's fit or the report changes what it returns: older cached fits are then not read.
+FITS_VERSION = 1
+
+
+def _fit_cache_path(fit: Predictions, eval: Predictions, method: str, n_bins: int, params: dict[str, Any] | None,
+                    n_boot: int, seed: int) -> Path:
+    key = json.dumps({"v": FITS_VERSION, "fit": fit.digest(), "eval": eval.digest(), "method": method,
+                      "n_bins": n_bins, "params": params or {}, "n_boot": n_boot, "seed": seed}, sort_keys=True)
+    return cache_dir() / "fits" / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+
+
+def _to_json(v: Any) -> Any:
+    """JSON encoding of numpy values for the fit cache (arrays keep their dtype)."""
+    if isinstance(v, np.ndarray):
+        return {"__ndarray__": v.tolist(), "dtype": str(v.dtype)}
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def _from_json(d: dict[str, Any]) -> Any:
+    return np.asarray(d["__ndarray__"], dtype=d["dtype"]) if "__ndarray__" in d else d
+
+
+def _read_cached_fit(path: Path) -> MethodResult | None:
+    """A fit from the cache, or None when absent or unreadable (it is then fitted again and overwritten)."""
+    try:
+        d = json.loads(path.read_text(), object_hook=_from_json)  # our own file: arrays and plain values only
+        return MethodResult(report=d["report"], calibrator=d["calibrator"], bins=ReliabilityBins(**d["bins"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def fit_method(fit: Predictions, eval: Predictions, method: str, n_bins: int = 15, *,
-               params: dict[str, Any] | None = None, n_boot: int = 200, seed: int = 0) -> MethodResult:
-    """`fit_and_report`, plus the calibrator as JSON and the reliability bins after calibration."""
+               params: dict[str, Any] | None = None, n_boot: int = 200, seed: int = 0,
+               use_cache: bool = True) -> MethodResult:
+    """`fit_and_report`, plus the calibrator as JSON and the reliability bins after calibration.
+
+    Cached on disk by the content digests of both splits and every parameter (a Dirichlet fit with its
+    regularisation search takes seconds), so a new server process, or another session, reads it back."""
+    path = _fit_cache_path(fit, eval, method, n_bins, params, n_boot, seed)
+    if use_cache and (hit := _read_cached_fit(path)) is not None:
+        return hit
     report, cal = fit_and_report(fit, eval, method, n_bins, params=params, n_boot=n_boot, seed=seed)
     bins = top_label_bins(cal.transform(eval.scores()), eval.labels, n_bins)
-    return MethodResult(report=report, calibrator=cal.to_json(), bins=bins)
+    result = MethodResult(report=report, calibrator=cal.to_json(), bins=bins)
+    text = json.dumps({"report": report, "calibrator": result.calibrator, "bins": asdict(bins)}, default=_to_json)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return _read_cached_fit(path) or result   # the read-back copy, so cached and fresh results are alike
 
 
 def distilled_vs_full(full: MTSSummary, distilled: list[MTSSummary]) -> str:

@@ -270,3 +270,35 @@ def test_the_page_pieces_split_choices_lineup_table_and_notes(tmp_path: Path) ->
     assert "Fitted on **val**" in text and "**test — noise, severity 3**" in text
     assert "- **CE**: plain TS" in text and "- **DM**: plain TS" in text and "After plain TS" in text
     assert "more than 0.005 and 10% of its ECE" in MTS_CAVEAT
+
+
+def test_fitted_methods_are_cached_on_disk_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second fit_method call (a new server process, say) reads the fit back from disk, equal to the fresh one;
+    other data or parameters fit again; a damaged entry is refitted and overwritten."""
+    from calibviz import recalibration as R
+
+    monkeypatch.setenv("CALIBVIZ_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(400, 4)) * 3
+    y = rng.integers(0, 4, 400)
+    fit, ev = (Predictions(labels=y[s], logits=z[s].astype(np.float32), meta={"name": "m"})
+               for s in (slice(0, 200), slice(200, 400)))
+
+    def as_text(r: R.MethodResult) -> str:
+        return json.dumps({"r": r.report, "c": r.calibrator, "b": vars(r.bins)}, default=R._to_json, sort_keys=True)
+
+    calls: list[str] = []
+    real = R.fit_and_report
+    monkeypatch.setattr(R, "fit_and_report", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    fresh = R.fit_method(fit, ev, "vs", 10, n_boot=20)
+    again = R.fit_method(fit, ev, "vs", 10, n_boot=20)
+    assert calls == ["vs"] and as_text(again) == as_text(fresh)
+    assert isinstance(again.bins.count, np.ndarray) and again.bins.count.dtype == fresh.bins.count.dtype
+    R.fit_method(fit, ev, "vs", 12, n_boot=20)
+    R.fit_method(ev, fit, "vs", 10, n_boot=20)
+    assert calls == ["vs"] * 3
+    (entry,) = [p for p in (tmp_path / "cache" / "fits").iterdir()
+                if p.name == R._fit_cache_path(fit, ev, "vs", 10, None, 20, 0).name]
+    entry.write_text('{"report": ')
+    assert as_text(R.fit_method(fit, ev, "vs", 10, n_boot=20)) == as_text(fresh) and len(calls) == 4
+    assert json.loads(entry.read_text())["calibrator"] == fresh.calibrator
