@@ -10,6 +10,8 @@ batched, or with the linear-time penalty on the student. Everything returns plai
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +29,15 @@ HALF_TOL = 1e-9  # |λ − ½| below this: the two parents weigh the same and th
 # _MIN_CHUNK_ROWS rows on CPU (small blocks stay in cache; too few rows per block cost Python overhead).
 _CHUNK_ELEMENTS = {"cpu": 1 << 17, "other": 1 << 25}
 _MIN_CHUNK_ROWS = 8192
-_PARTIAL_SORT_K = 32  # others pooled first per row; rows that need more are redone with 8x as many
+_NETWORK_MAX_C = 24  # up to this many classes a sorting network on the transposed block beats np.sort (measured)
+_NETWORK_MIN_ROWS = 1024  # ... on blocks of at least this many rows; on fewer its per-op overhead loses (measured)
 _FULL_SORT_MAX_C = 256  # up to this many classes a full row sort is cheaper than np.partition (measured)
+# Others pooled first per row (the k largest): rows that need more are redone with 8x as many. After a
+# full sort (C <= _FULL_SORT_MAX_C) a short candidate list is cheaper to transpose and pool; after
+# np.partition a longer one saves redone rows (measured).
+_PARTIAL_SORT_K = {"sort": 16, "partition": 32}
+_TRANSPOSE_BLOCK_ROWS = 512  # at least this many rows per block in _transposed (measured)
+_FEW_ROWS = 256  # up to this many rows (the redone ones, tiny inputs) _star_levels uses np.cumsum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,57 +67,117 @@ def _check_rows(values: Any, a: Any, b: Any) -> None:
                              f"{int(idx.max())}")
 
 
-def _pooled_levels_np(desc_t: np.ndarray, root_sum: np.ndarray, root_weight: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Star order root ≥ every other: pool the root (sum, weight) with the leading others while each
-    exceeds the running block mean; once one does not, no later one does, so the joiners are counted.
-    `desc_t` (k, N) holds in column i row i's k largest others, descending (-inf for the parents): in
-    this layout the running sums are k contiguous vector adds (numpy's cumsum is far slower on short
-    rows). Returns (block mean, joiner count), both (N,)."""
-    k, n = desc_t.shape
-    before = np.empty((k + 1, n), dtype=desc_t.dtype)  # block sum before each position
-    before[0] = root_sum
-    for j in range(k):
-        np.add(before[j], desc_t[j], out=before[j + 1])
-    weights = np.arange(root_weight, root_weight + k, dtype=desc_t.dtype)[:, None]
-    count = np.count_nonzero(desc_t * weights > before[:k], axis=0)  # desc > block mean, as a product
-    total = before[count, np.arange(n)]
-    return total / (root_weight + count).astype(desc_t.dtype), count
+@functools.cache
+def _merge_exchange(c: int) -> tuple[tuple[int, int], ...]:
+    """Comparators (i, j), i < j, of Batcher's merge-exchange sorting network for c keys (Knuth, TAOCP 3,
+    5.2.2, Algorithm M): applying min to i and max to j for each pair in turn sorts any c values
+    ascending. 31 comparators for c = 10, 63 for c = 16."""
+    pairs = []
+    t = max(1, (c - 1).bit_length())
+    p = 1 << (t - 1)
+    while p > 0:
+        q, r, d = 1 << (t - 1), 0, p
+        while d > 0:
+            pairs.extend((i, i + d) for i in range(c - d) if i & p == r)
+            d, q, r = q - p, q >> 1, p
+        p >>= 1
+    return tuple(pairs)
 
 
-def _tree_isotonic_np(t: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, out: np.ndarray) -> None:
-    """Numpy kernel, writing into `out`. Only the k largest others are pooled (for long rows only they
-    are sorted: np.partition, then a sort of those k); rows whose pooled block could reach past them
-    are redone with 8k, up to all."""
+def _network_sorted(cols: np.ndarray) -> list[np.ndarray]:
+    """The columns of `cols` (c, n) sorted ascending, as c rows of n values (views into `cols` and one
+    spare buffer; `cols` is overwritten). Each comparator is two whole-row vector ops, with none of
+    np.sort's per-row cost, which dominates on short rows."""
+    rows = list(cols)
+    spare = np.empty_like(rows[0])
+    for i, j in _merge_exchange(len(rows)):
+        np.minimum(rows[i], rows[j], out=spare)
+        np.maximum(rows[i], rows[j], out=rows[j])
+        rows[i], spare = spare, rows[i]
+    return rows
+
+
+def _transposed(x: np.ndarray) -> np.ndarray:
+    """A new C-contiguous array holding x.T, copied in blocks of rows: numpy's strided (n, k) -> (k, n) copy
+    walks all of x once per output row, a block of about 64K source entries stays in cache (5x faster at
+    C = 1000, measured)."""
+    n, k = x.shape
+    out = np.empty((k, n), dtype=x.dtype)
+    step = max(_TRANSPOSE_BLOCK_ROWS, (1 << 16) // max(1, x.strides[0] // x.itemsize))
+    for s in range(0, n, step):
+        out[:, s:s + step] = x[s:s + step].T
+    return out
+
+
+def _star_levels(desc: Sequence[np.ndarray], tb: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled levels of both cases of the tree order, from each row's k largest others `desc` (k rows of
+    N values: desc[j][i] is row i's (j+1)-th largest other; -inf pads rows with fewer others).
+
+    Pooling a root (sum s, weight w) with descending others while each exceeds the running block mean
+    stops at the largest running mean: the means (s + d_1 + ... + d_j) / (w + j) rise while the next
+    value exceeds the current mean and fall from then on. So the level is the maximum of k + 1 running
+    means, with no per-row stopping test. Case 1 pools b (s = t_b, w = 1), case 2 a and b together
+    (s = t_a + t_b, w = 2). Returns (level_b, level_ab), both (N,); the running sums add in the per-row
+    reference's order (t_b first, then the others in descending order)."""
+    k, n = len(desc), len(tb)
+    if n <= _FEW_ROWS:  # np.cumsum along axis 0 runs one strided loop per column: cheap for a few columns
+        sums = np.cumsum(np.vstack((tb, *desc)), axis=0)  # sums[j]: t_b plus the j largest others
+    else:  # and slow for many, where k whole-row adds are fast; both add in the same order
+        sums = np.empty((k + 1, n), dtype=tb.dtype)
+        sums[0] = tb
+        for j in range(k):
+            np.add(sums[j], desc[j], out=sums[j + 1])
+    sums_ab = sums + ta
+    np.divide(sums, np.arange(1, k + 2, dtype=tb.dtype)[:, None], out=sums)
+    np.divide(sums_ab, np.arange(2, k + 3, dtype=tb.dtype)[:, None], out=sums_ab)
+    return sums.max(axis=0), sums_ab.max(axis=0)
+
+
+def _tree_isotonic_np(t: np.ndarray, a: np.ndarray, b: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
+    """Numpy kernel for one block of rows, writing into `out`; `t` and `out` are C-contiguous (n, C), a and
+    b int64. Returns the rows (indices into the block) to redo with more candidates; their `out` rows are
+    lower bounds only.
+
+    Each row's others (the parents set to -inf) are sorted, and only the k largest are pooled:
+    - C <= _NETWORK_MAX_C (and n >= _NETWORK_MIN_ROWS): a sorting network sorts the transposed block;
+    - C <= _FULL_SORT_MAX_C: a full np.sort of the rows;
+    - larger C: np.partition finds the k largest, then only those are sorted.
+    A row must be redone when its k-th largest other is above its level: the pooled block might reach
+    past the candidates. Otherwise the level is exact: every later other is at most the k-th."""
     n, c = t.shape
     rows = np.arange(n)
-    ta, tb = t[rows, a], t[rows, b]
+    first = rows * c  # flat index of each row's first entry
+    flat_a, flat_b = first + a, first + b
+    t_flat, out_flat = t.reshape(-1), out.reshape(-1)
+    ta, tb = t_flat[flat_a], t_flat[flat_b]
     same = a == b
-    np.copyto(out, t)  # `out` is the scratch space for the others until the result overwrites it
-    out[rows, a] = -np.inf
-    out[rows, b] = -np.inf
-    k = min(k, c)
-    if k < c and c > _FULL_SORT_MAX_C:
-        out.partition(c - k, axis=1)
-        out[:, c - k:].sort(axis=1)
-    else:  # numpy's vectorised sort of short rows beats partition + sort
-        out.sort(axis=1)
-    desc_t = np.ascontiguousarray(out[:, c - k:][:, ::-1].T)  # the k largest, descending, as (k, rows)
-    # Case 1: a stays apart; b (or a, for same-class rows) pools with the leading others.
-    level_b, count_b = _pooled_levels_np(desc_t, tb, 1)
-    # Case 2: that block's mean exceeds t_a, so a and b share one level; pool others from scratch.
-    level_ab, count_ab = _pooled_levels_np(desc_t, ta + tb, 2)
+    k = min(k, c - 1)  # each row's smallest entry is a parent's -inf
+    if c <= _NETWORK_MAX_C and n >= _NETWORK_MIN_ROWS:
+        cols = _transposed(t)  # (C, n): row i of the block is column i
+        cols_flat = cols.reshape(-1)
+        cols_flat[a * n + rows] = -np.inf
+        cols_flat[b * n + rows] = -np.inf
+        desc: Sequence[np.ndarray] = _network_sorted(cols)[:-k - 1:-1]  # the k largest, descending
+    else:
+        np.copyto(out, t)  # `out` is the scratch space for the others until the result overwrites it
+        out_flat[flat_a] = -np.inf
+        out_flat[flat_b] = -np.inf
+        if k < c - 1 and c > _FULL_SORT_MAX_C:
+            out.partition(c - k, axis=1)
+            out[:, c - k:].sort(axis=1)
+        else:  # numpy's vectorised sort of short rows beats partition + sort
+            out.sort(axis=1)
+        desc = _transposed(out[:, c - k:])[::-1]  # (k, n), the k largest others descending
+    level_b, level_ab = _star_levels(desc, tb, ta)
+    # Case 1: a stays apart (or a == b: b's pool is the whole answer). Case 2: b's pool would rise above
+    # t_a, so a and b share one level, pooled with the others from scratch.
     apart = same | (level_b <= ta)
     level = np.where(apart, level_b, level_ab)
-    np.minimum(t, level[:, None], out=out)
-    out[rows, b] = level
-    out[rows, a] = np.where(apart & ~same, ta, level)
-    if k < c:  # a partial level is a lower bound: a run that used all k candidates may go further
-        redo = np.flatnonzero(np.where(apart, count_b, count_ab) >= k)
-        if len(redo):
-            part = np.empty((len(redo), c), dtype=out.dtype)
-            _tree_isotonic_np(t[redo], a[redo], b[redo], 8 * k, part)
-            out[redo] = part
+    redo = np.flatnonzero(desc[k - 1] > level) if k < c - 1 else np.empty(0, dtype=np.int64)
+    np.minimum(t, level[:, None], out=out)  # the others: min(t_o, level); the parents are set next
+    out_flat[flat_b] = level
+    out_flat[flat_a] = np.where(apart & ~same, ta, level)
+    return redo
 
 
 def _tree_isotonic_torch(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -144,9 +213,10 @@ def tree_isotonic(values: ArrayLike, a: ArrayLike, b: ArrayLike) -> ArrayLike:
     """L2 projection of each row of `values` (N, C) onto {y_a ≥ y_b ≥ y_o for every other o}.
 
     a, b: (N,) class indices; a is the larger-weight parent. Rows with a == b (both parents of one class)
-    get the order a ≥ every other. Exact; O(C log C) per row, batched with sort + cumsum and no loop
-    over rows; numpy and CPU tensors use numpy kernels, other devices torch ones. Numpy in -> numpy
-    out, torch in -> torch out on the same device (float dtype kept; integers become float64).
+    get the order a ≥ every other. Exact; O(C log C) per row, batched with sort + running sums and no
+    loop over rows; numpy and CPU tensors use numpy kernels (for C ≤ 24 the sort is a sorting network
+    over the transposed block), other devices torch ones. Numpy in -> numpy out, torch in -> torch out
+    on the same device (float dtype kept; integers become float64). The input is never modified.
     """
     on_cpu = not isinstance(values, torch.Tensor) or values.device.type == "cpu"
     if on_cpu:
@@ -170,19 +240,34 @@ def _as_numpy(x: ArrayLike) -> np.ndarray:
 
 
 def _tree_isotonic_cpu(values: ArrayLike, a: ArrayLike, b: ArrayLike) -> ArrayLike:
-    """tree_isotonic for numpy arrays and CPU tensors, with the numpy kernel in row chunks."""
+    """tree_isotonic for numpy arrays and CPU tensors: the numpy kernel in row blocks, then the rows that
+    needed more candidates, all together, with 8x as many (repeated until none is left)."""
     t, an, bn = _as_numpy(values), _as_numpy(a), _as_numpy(b)
     _check_rows(t, an, bn)
-    if t.dtype.kind != "f":
-        t = t.astype(np.float64)
-    if t.size and not np.isfinite(t.sum()) and not np.isfinite(t).all():  # the sum is a cheap pre-check
-        raise ValueError("values must be finite (found NaN or inf)")
+    t = np.ascontiguousarray(t if t.dtype.kind == "f" else t.astype(np.float64))  # the kernel's flat indexing
     an, bn = an.astype(np.int64, copy=False), bn.astype(np.int64, copy=False)
     n, c = t.shape
     step = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS["cpu"] // c)
+    k = _PARTIAL_SORT_K["partition" if c > _FULL_SORT_MAX_C else "sort"]
     out = np.empty_like(t)
+    redo = []
     for s in range(0, n, step):
-        _tree_isotonic_np(t[s:s + step], an[s:s + step], bn[s:s + step], _PARTIAL_SORT_K, out[s:s + step])
+        block = t[s:s + step]
+        # max propagates NaN and finds +inf, min finds -inf: two fast reductions (together about a third
+        # cheaper than a sum, measured) over a block that the kernel then reads from cache.
+        if not (np.isfinite(block.max()) and np.isfinite(block.min())):
+            raise ValueError("values must be finite (found NaN or inf)")
+        redo.append(s + _tree_isotonic_np(block, an[s:s + step], bn[s:s + step], k, out[s:s + step]))
+    rows = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
+    while len(rows):  # one pass per 8x more candidates, in row blocks too (bounded temporaries)
+        k *= 8
+        again = []
+        for s in range(0, len(rows), step):
+            idx = rows[s:s + step]
+            part = np.empty((len(idx), c), dtype=t.dtype)
+            again.append(idx[_tree_isotonic_np(t[idx], an[idx], bn[idx], k, part)])
+            out[idx] = part
+        rows = np.concatenate(again)
     return torch.from_numpy(out) if isinstance(values, torch.Tensor) else out
 
 

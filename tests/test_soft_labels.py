@@ -16,8 +16,13 @@ import torch
 from scipy.optimize import minimize
 
 from calibviz.soft_labels import (
+    _FEW_ROWS,
+    _NETWORK_MAX_C,
+    _NETWORK_MIN_ROWS,
     GalleryItem,
     ViolationParams,
+    _merge_exchange,
+    _network_sorted,
     _tree_isotonic_torch,
     corrected_soft_labels,
     correction_kl,
@@ -125,6 +130,47 @@ def test_batched_equals_per_row_reference(c):
     np.testing.assert_allclose(tree_isotonic(v, a, b), want, atol=1e-9)
     got_torch = _tree_isotonic_torch(torch.from_numpy(v), torch.from_numpy(a), torch.from_numpy(b))
     np.testing.assert_allclose(got_torch.numpy(), want, atol=1e-9)
+
+
+def test_merge_exchange_network_sorts():
+    # 0-1 principle: a comparator network sorts every input iff it sorts every 0/1 input (all of them for c <= 12).
+    for c in range(1, 13):
+        bits = ((np.arange(1 << c)[None, :] >> np.arange(c)[:, None]) & 1).astype(np.float32)
+        np.testing.assert_array_equal(np.stack(_network_sorted(bits.copy())), np.sort(bits, axis=0))
+    rng = np.random.default_rng(0)
+    for c in range(2, _NETWORK_MAX_C + 1):
+        x = rng.integers(-3, 4, size=(c, 500)).astype(np.float64)  # many ties
+        x[rng.random(x.shape) < 0.1] = -np.inf  # the parents' marker
+        np.testing.assert_array_equal(np.stack(_network_sorted(x.copy())), np.sort(x, axis=0))
+        assert all(i < j for i, j in _merge_exchange(c))
+
+
+@pytest.mark.parametrize("c", [2, 3, 5, 10, 16, _NETWORK_MAX_C - 1, _NETWORK_MAX_C, _NETWORK_MAX_C + 1, 64])
+@pytest.mark.parametrize("n", [_FEW_ROWS // 4, _NETWORK_MIN_ROWS + 100])
+def test_small_class_counts_match_reference_on_ties_and_same_class_rows(c, n):
+    """The sorting-network path (C <= _NETWORK_MAX_C on blocks of _NETWORK_MIN_ROWS rows or more), with and
+    without redone rows (C > 17 pools only the 16 largest others first), the full-sort path beside and
+    above it, and both ways of summing (few and many rows)."""
+    rng = np.random.default_rng(1000 * c + n)
+    ties = rng.integers(-2, 3, size=(n, c)).astype(np.float64)
+    v, a, b = random_cases(rng, n, c, same_share=0.3)
+    low = rng.random(n) < 0.3  # parents far below: every other joins, past the first 16 candidates
+    v[low, b[low]] -= 40.0
+    v[low, a[low]] -= rng.uniform(0, 40, size=low.sum())
+    for values in (ties, v):
+        want = tree_isotonic_reference(values, a, b)
+        for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-4)):
+            x = values.astype(dtype)
+            x.flags.writeable = False  # also: the input is never written to
+            got = tree_isotonic(x, a, b)
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, atol=tol)
+            np.testing.assert_array_equal(tree_isotonic(np.asfortranarray(x), a, b), got)
+            x_t = torch.from_numpy(x.copy())  # writable: the kernels' scratch space is never the input
+            got_t = tree_isotonic(x_t, torch.from_numpy(a), torch.from_numpy(b))
+            assert isinstance(got_t, torch.Tensor) and got_t.dtype == x_t.dtype
+            np.testing.assert_array_equal(got_t.numpy(), got)
+            np.testing.assert_array_equal(x_t.numpy(), x)
 
 
 def test_ties_and_integer_inputs():
