@@ -7,10 +7,13 @@ Label smoothing squeezes each class into a tight, equidistant cluster (Müller, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from calibviz.predictions import Predictions
 Progress = Callable[[float, str], None]
 ArrayLike = np.ndarray | torch.Tensor
 
-UMAP_CACHE_VERSION = 1
+UMAP_CACHE_VERSION = 2  # 2: exact neighbours from torch (exact_neighbors), not NN-descent
 
 
 def _as_float64(a: ArrayLike) -> torch.Tensor:
@@ -162,43 +165,75 @@ class _EpochSink:
         """Nothing is buffered."""
 
 
+def exact_neighbors(x: np.ndarray, k: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every row (itself first) and their distances, exactly, by matrix products in row
+    blocks of about 2^24 distances: (N, k) int64 and float32. Euclidean or cosine distance."""
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"exact neighbours are for euclidean or cosine distance, not {metric!r}")
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if metric == "cosine":
+        t = torch.nn.functional.normalize(t, dim=1)
+    sq = (t * t).sum(1)
+    n, k = t.shape[0], min(k, t.shape[0])
+    idx, dist = np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=np.float32)
+    step = max(1, 2**24 // max(n, 1))
+    for s in range(0, n, step):
+        rows = torch.arange(s, min(n, s + step))
+        d = (t[rows] @ t.T).mul_(-2).add_(sq[rows, None]).add_(sq[None, :]).clamp_min_(0)
+        d[torch.arange(len(rows)), rows] = -1.0                 # each row is its own first neighbour
+        v, i = torch.topk(d, k, dim=1, largest=False)
+        v = v.clamp_min_(0)
+        idx[rows.numpy()] = i.numpy()
+        dist[rows.numpy()] = (v / 2 if metric == "cosine" else v.sqrt_()).numpy()  # cosine: 1 - cos = |a-b|^2 / 2
+    return idx, dist
+
+
 def fit_umap(features: ArrayLike, params: UmapParams | None = None, progress: Progress | None = None,
              *, force_approximation: bool = False) -> np.ndarray:
     """Fit UMAP on all rows of `features` and return (N, n_components) float32 coordinates.
 
-    Fits are serialised by a process-wide lock: two concurrent numba fits can abort the process.
-    umap-learn uses exact neighbours below 4,096 rows and NN-descent above; `force_approximation`
-    takes the NN-descent path on small inputs (the JIT warm-up uses it to compile that path)."""
-    import umap  # heavy (numba); imported only when a fit is asked for
-
+    For euclidean and cosine distance the neighbours are exact, from `exact_neighbors` (a fraction of a second for
+    5,000 points), and handed to umap-learn: its NN-descent search is approximate and its numba code cannot be
+    cached on disk, so it cost a fresh process 20-50 s of compiling before the first embedding. Other metrics, or
+    `force_approximation`, take umap-learn's own search. Fits (and the first import of umap-learn) are serialised by
+    a process-wide lock: two concurrent numba fits can abort the process."""
     p = params or UmapParams()
     x = _as_numpy(features).astype(np.float32, copy=False)
     report = progress or (lambda _f, _m: None)
     report(0.0, "waiting for the UMAP lock")
     with _UMAP_LOCK:
-        report(0.02, "UMAP: nearest neighbours" + ("" if _JIT_WARM.is_set() else " (compiling numba)"))
+        import umap  # heavy (numba); imported only when a fit is asked for, by one thread at a time
+
+        k = min(p.n_neighbors, max(2, len(x) - 1))
+        knn = (None, None, None)
+        if p.metric in ("euclidean", "cosine") and not force_approximation and len(x) > k:
+            report(0.02, "UMAP: exact nearest neighbours")
+            knn = (*exact_neighbors(x, k, p.metric), None)
+        report(0.05, "UMAP: fuzzy graph" + ("" if _JIT_WARM.is_set() else " (compiling numba)"))
         tqdm_kwds = {"disable": progress is None, "file": _EpochSink(report, 0.3, 0.99),
                      "bar_format": "{n}/{total}", "mininterval": 0.25}
-        reducer = umap.UMAP(n_neighbors=min(p.n_neighbors, max(2, len(x) - 1)), min_dist=p.min_dist,
-                            metric=p.metric, n_components=p.n_components, random_state=p.seed,
-                            n_jobs=1, tqdm_kwds=tqdm_kwds,
+        reducer = umap.UMAP(n_neighbors=k, min_dist=p.min_dist, metric=p.metric, n_components=p.n_components,
+                            random_state=p.seed, n_jobs=1, tqdm_kwds=tqdm_kwds, precomputed_knn=knn,
                             force_approximation_algorithm=force_approximation)
-        coords = reducer.fit_transform(x)
+        with warnings.catch_warnings():   # "no search index": transform() is never used, only fit_transform
+            warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+            coords = reducer.fit_transform(x)
         _JIT_WARM.set()
     report(1.0, "UMAP done")
     return np.asarray(coords, dtype=np.float32)
 
 
 def warm_umap_jit() -> float:
-    """Import umap-learn and compile its numba kernels with a tiny fit on the NN-descent path that
-    real inputs (>= 4,096 rows) take, once per process; returns the seconds it took (0 when already
-    warm). Meant for a background thread at app startup."""
+    """Import umap-learn and compile its numba kernels with a tiny fit on the path real inputs take (exact
+    neighbours handed over), once per process; returns the seconds it took (0 when already warm). Meant for a
+    background thread at app startup."""
     if _JIT_WARM.is_set():
         return 0.0
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(c, 1.0, size=(100, 8)) for c in (0.0, 6.0)]).astype(np.float32)
-    fit_umap(x, UmapParams(n_neighbors=10, sample_size=None), force_approximation=True)
+    fit_umap(x, UmapParams(n_neighbors=10, sample_size=None))
     return time.perf_counter() - t0
 
 
@@ -230,9 +265,10 @@ def _read_cached_umap(path: Path, indices: np.ndarray) -> np.ndarray | None:
     try:
         with np.load(path) as z:
             cached_idx, coords = z["indices"], z["coords"]
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged entry is recomputed and overwritten
-    return coords.astype(np.float32) if np.array_equal(cached_idx, indices) else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # a damaged entry (empty, truncated, not a zip) is recomputed and overwritten
+    same = np.array_equal(cached_idx, indices) and coords.ndim == 2 and coords.shape[0] == len(indices)
+    return coords.astype(np.float32) if same else None
 
 
 def umap_embedding(features: ArrayLike, labels: np.ndarray, *, source_digest: str, data_spec: str = "",
@@ -252,7 +288,8 @@ def umap_embedding(features: ArrayLike, labels: np.ndarray, *, source_digest: st
     x = _as_numpy(features)[idx]
     coords = fit_umap(x, p, progress)
     if use_cache:
-        atomic_write(path, lambda tmp: np.savez(tmp, indices=idx, coords=coords))
+        with contextlib.suppress(OSError):  # a full or read-only cache folder: the fit is kept, only not stored
+            atomic_write(path, lambda tmp: np.savez(tmp, indices=idx, coords=coords))
     return UmapEmbedding(idx, coords, False, time.perf_counter() - t0)
 
 

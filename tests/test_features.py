@@ -288,12 +288,35 @@ def fake_umap(monkeypatch, tmp_path):
         F._JIT_WARM.clear()
 
 
-def test_warm_up_takes_the_nn_descent_path_once(fake_umap):
+def test_warm_up_compiles_the_exact_neighbours_path_once(fake_umap):
     assert F.warm_umap_jit() > 0
-    assert fake_umap.fits == 1 and fake_umap.last_kwargs["force_approximation_algorithm"] is True
+    kw = fake_umap.last_kwargs
+    assert fake_umap.fits == 1 and kw["force_approximation_algorithm"] is False
+    assert kw["precomputed_knn"][0].shape == (200, 10)          # the path real fits take: neighbours handed over
     assert F.warm_umap_jit() == 0.0 and fake_umap.fits == 1
-    F.fit_umap(np.zeros((30, 3)))
-    assert fake_umap.last_kwargs["force_approximation_algorithm"] is False
+    F.fit_umap(np.random.default_rng(1).normal(size=(30, 3)), F.UmapParams(metric="manhattan"))
+    assert fake_umap.last_kwargs["precomputed_knn"] == (None, None, None)   # other metrics: umap-learn's own search
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_neighbors_match_brute_force(metric):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(700, 12)).astype(np.float32)
+    x[5] = x[4]                                                   # a duplicate: each row is still its own first
+    idx, dist = F.exact_neighbors(x, 8, metric)
+    x64 = x.astype(np.float64)
+    if metric == "cosine":
+        u = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+        d = 1 - u @ u.T
+    else:
+        d = np.sqrt(((x64[:, None, :] - x64[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, -1)
+    ref = np.argsort(d, axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(idx[:, 0], np.arange(700))
+    ref_d = np.clip(np.take_along_axis(d, ref, 1), 0, None)
+    np.testing.assert_allclose(dist, ref_d, atol=2e-3)           # float32 matrix products
+    assert (np.take_along_axis(d, idx, 1)[:, 1:] <= ref_d[:, -1:] + 1e-4).all()  # the same neighbours up to ties
+    assert idx[4, 1] == 5 and idx[5, 1] == 4 and dist[4, 1] < 1e-3
 
 
 def test_umap_fits_are_serialised(fake_umap):
