@@ -11,6 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from calibviz.diskcache import atomic_write
 from calibviz.formats import FormatError, is_checkpoint, load_bundle, load_checkpoint
 from calibviz.predictions import Predictions
 from calibviz.sources import ModelEntry
@@ -40,7 +41,7 @@ def accept_upload(filename: str, data: bytes, folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     stem = _safe_stem(filename)
     path = folder / f"{digest}-{stem}{suffix}"
-    path.write_bytes(data)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))  # named by content: a reader never sees half a file
     try:
         if is_checkpoint(path):
             _, card = load_checkpoint(path)  # validates the card against the tensors

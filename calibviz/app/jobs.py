@@ -26,6 +26,7 @@ from calibviz.features import (
 from calibviz.predictions import Predictions
 
 _WARMUP: threading.Thread | None = None
+MAX_FINISHED_JOBS = 64  # finished fits kept in memory (their embeddings are in the disk cache too); running ones all
 
 
 def warm_umap_in_background() -> None:
@@ -91,7 +92,16 @@ def umap_embedding_or_job(preds: Predictions, params: UmapParams, label: str) ->
         if job is None:
             job = jobs[key] = UmapJob(label)
             threading.Thread(target=_run, args=(job, preds, params), name=f"umap {label}", daemon=True).start()
+            _prune(jobs)
     return job.result if job.result is not None else job
+
+
+def _prune(jobs: dict[tuple, UmapJob]) -> None:
+    """Forget the oldest finished fits beyond MAX_FINISHED_JOBS (dicts keep insertion order), so a long-lived server
+    holds a bounded number of embeddings; running fits, and failed ones waiting for a retry, are kept."""
+    finished = [k for k, j in jobs.items() if j.result is not None]
+    for k in finished[:max(0, len(finished) - MAX_FINISHED_JOBS)]:
+        del jobs[k]
 
 
 def forget_failed_umap_jobs() -> None:
