@@ -7,7 +7,11 @@ page's main area (a MutationObserver over it: charts redrawn, stale markers clea
 for QUIET_MS and Streamlit is no longer running. Each widget is moved back and forth twice to warm the caches, then
 `--tries` times; the median is reported, and its ratio to the bare app's median.
 
-Usage: .venv/bin/python bench/bench_ui.py [--tries 5] [--out bench/results_ui.md]   (needs chromium)
+With `--first-visits`: instead, each page's first visit on a fresh server process, from opening its URL until it
+has settled: once with an empty cache folder (every inference and fit runs) and once with the cache the first pass
+left (a server restart; the disk caches answer).
+
+Usage: .venv/bin/python bench/bench_ui.py [--tries 5] [--first-visits] [--out bench/results_ui.md]   (needs chromium)
 """
 
 from __future__ import annotations
@@ -164,12 +168,49 @@ def measure(page: Page, url: str, case: Case, tries: int) -> list[float]:
     return out
 
 
+PAGES = {"Overview": "", "Reliability": "/reliability", "Re-calibration": "/recalibration", "Logits": "/logits",
+         "Features": "/features", "Soft labels": "/soft_labels"}
+
+
+def first_visits(browser: object) -> list[str]:
+    """Seconds from opening each page on a fresh server to its settling, with an empty and with a warm disk cache."""
+    rows = ["| page | empty cache (s) | warm disk cache, new server (s) |", "|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        times: dict[str, list[float]] = {name: [] for name in PAGES}
+        for _ in ("empty", "warm"):
+            for name, path in PAGES.items():
+                cache = str(Path(tmp) / name)             # one cache folder per page: its first pass starts empty
+                with server("app.py", cache) as url:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    t0 = time.perf_counter()
+                    page.goto(url + path)
+                    page.wait_for_selector(CHART, timeout=600_000)
+                    settle(page, 600_000)
+                    times[name].append(time.perf_counter() - t0 - 0.6)   # settle() waits 2 x 0.3 s itself
+                    page.close()
+                print(name, times[name], flush=True)
+        rows += [f"| {n} | {t[0]:.1f} | {t[1]:.1f} |" for n, t in times.items()]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tries", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated page names to run (all by default)")
+    ap.add_argument("--first-visits", action="store_true", help="time each page's first visit instead")
     ap.add_argument("--out", default=str(REPO / "bench" / "results_ui.md"))
     a = ap.parse_args(argv)
+    if a.first_visits:
+        load0 = os.getloadavg()[0]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            rows = first_visits(browser)
+            browser.close()
+        text = "\n".join(["## First visits", "", "    .venv/bin/python bench/bench_ui.py --first-visits", "", *rows, "",
+                          f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after; "
+                          f"{dt.date.today().isoformat()}"])
+        print(text)
+        return
     cases = [c for c in CASES if not a.only or c.page in a.only.split(",")]
     load0 = os.getloadavg()[0]
     rows: list[tuple[str, str, float, list[float]]] = []
