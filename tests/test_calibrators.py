@@ -333,7 +333,8 @@ def test_calibrate_model_folds_logit_calibrators_into_the_head(tmp_path: Path) -
             z_model = model(x).double().numpy()
         assert np.allclose(z_fused, cal.transform_logits(z_model), atol=1e-4)
         path = tmp_path / f"{cal.key}.safetensors"
-        save_checkpoint(path, fused, {"arch": "mlp_small", "num_classes": 10, "calibrator": cal.to_json()})
+        save_checkpoint(path, fused, {"arch": "mlp_small", "num_classes": 10, "dataset": "mnist1d",
+                                      "calibrator": cal.to_json()})
         loaded, card = load_checkpoint(path)
         with torch.no_grad():
             assert torch.equal(loaded(x), fused(x))
