@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from calibviz.data import IMAGE_CORRUPTIONS, PATH_SOURCES, SEVERITIES, SPLIT_SEED, SPLITS, DataSpec
-from calibviz.safe_read import FormatError, parse_json_text, read_npz, safetensors_header
+from calibviz.safe_read import FormatError, one_line, parse_json_text, read_npz, safetensors_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # A tree with any of these top-level folders is split by them; otherwise rows are split by a seeded permutation.
@@ -397,7 +397,7 @@ def _read_tensor_file(path: Path) -> _TensorFile:
             raise
         except Exception as e:
             raise DataSourceError(f"tensor file {where} is not a readable .safetensors: "
-                                  f"{' '.join(str(e).split())[:200]}") from None
+                                  f"{one_line(e, 200)}") from None
         if "class_names" in meta:
             try:
                 names = parse_json_text(meta["class_names"], f"{path.name}: metadata 'class_names'")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from calibviz.predictions import DEFAULT_SPLIT_NAMES, Predictions
-from calibviz.safe_read import FormatError, parse_json_text, read_npz, safetensors_header
+from calibviz.safe_read import FormatError, one_line, parse_json_text, read_npz, safetensors_header
 
 __all__ = [
     "FormatError",
@@ -145,7 +145,7 @@ def load_checkpoint(path: str | Path, device: str | Any = "cpu") -> tuple[Any, d
         with torch.device("meta"):
             skeleton = build_model(arch, **card.get("arch_kwargs", {}))
     except (ValueError, TypeError, RuntimeError) as e:
-        raise FormatError(f"{path.name}: card fields 'arch'/'arch_kwargs': {' '.join(str(e).split())[:200]}") from None
+        raise FormatError(f"{path.name}: card fields 'arch'/'arch_kwargs': {one_line(e, 200)}") from None
     expected = skeleton.state_dict()
     n_params = sum(v.numel() for v in expected.values())
     if n_params > MAX_CHECKPOINT_ELEMENTS:
@@ -169,7 +169,7 @@ def load_checkpoint(path: str | Path, device: str | Any = "cpu") -> tuple[Any, d
     try:
         state = load_file(str(path))
     except (SafetensorError, ValueError, TypeError, RuntimeError) as e:
-        raise FormatError(f"{path.name}: cannot read tensors ({' '.join(str(e).split())[:200]})") from None
+        raise FormatError(f"{path.name}: cannot read tensors ({one_line(e, 200)})") from None
     for k, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise FormatError(f"{path.name}: tensor {k!r} holds NaN or inf weights")
@@ -226,7 +226,7 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], Any]:
         try:
             arrays = load_file(str(path))
         except (SafetensorError, ValueError, TypeError, OSError) as e:
-            raise FormatError(f"{path.name}: cannot read tensors ({' '.join(str(e).split())[:200]})") from None
+            raise FormatError(f"{path.name}: cannot read tensors ({one_line(e, 200)})") from None
         if META_KEY not in raw_meta:
             return arrays, {}
         return arrays, parse_json_text(raw_meta[META_KEY], f"{path.name}: metadata '{META_KEY}'")

@@ -482,6 +482,14 @@ class _ClasswiseWidth:
         sp[:, 0] = self.colsum - sp[:, 1:].sum(1)
         return cnt, sp, sy
 
+    @cached_property
+    def _touched(self) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cells holding an entry above 1/B or a true label, found once for every resample: their count, the
+        cell of each such entry and of each row's label, each cell's class, and 1.0 where the cell is above bin 0."""
+        cells, inv = torch.unique(torch.cat([self.cells, self.true_cells]), return_inverse=True)
+        k = len(self.cells)
+        return len(cells), inv[:k], inv[k:], cells // self.b, (cells % self.b != 0).to(torch.float64)
+
     def weighted_ece(self, weights: torch.Tensor) -> torch.Tensor:
         """Per-class ECE under resample weights (R, N): (R, C), float64.
 
@@ -491,12 +499,11 @@ class _ClasswiseWidth:
         """
         r, dev, f64 = weights.shape[0], self.p.device, torch.float64
         w = weights.to(f64)
-        cells, inv = torch.unique(torch.cat([self.cells, self.true_cells]), return_inverse=True)
-        k = len(self.cells)
-        sp = torch.zeros(r, len(cells), dtype=f64, device=dev).scatter_add_(
-            1, inv[:k].expand(r, -1), w[:, self.rows] * self.vals)
-        sy = torch.zeros(r, len(cells), dtype=f64, device=dev).scatter_add_(1, inv[k:].expand(r, -1), w)
-        cls, upper = (cells // self.b).expand(r, -1), (cells % self.b != 0).to(f64)
+        n_cells, at_entry, at_label, cls, upper = self._touched
+        sp = torch.zeros(r, n_cells, dtype=f64, device=dev).scatter_add_(
+            1, at_entry.expand(r, -1), w[:, self.rows] * self.vals)
+        sy = torch.zeros(r, n_cells, dtype=f64, device=dev).scatter_add_(1, at_label.expand(r, -1), w)
+        cls = cls.expand(r, -1)
         ece = torch.zeros(r, self.c, dtype=f64, device=dev)   # the one (R, C) buffer: column sums, then the ECE
         for sl in _row_chunks(self.n, self.c):
             ece.addmm_(w[:, sl], self.p[sl].to(f64))            # accumulated in float64

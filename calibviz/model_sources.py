@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from calibviz.safe_read import FormatError, check_zip_sizes, safetensors_header
+from calibviz.safe_read import FormatError, check_zip_sizes, one_line, safetensors_header
 
 SOURCE_KINDS = ("module", "program")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -197,12 +197,8 @@ def _unpickler_reason(message: str) -> str:
         return f"Unsupported global: GLOBAL {blocked.group(1)}"
     lines = [line for line in message.splitlines() if line.strip()
              and not line.startswith(("Weights only load failed", "Check the documentation"))]
-    return _brief(lines[0] if lines else message)
+    return one_line(lines[0] if lines else message, 200)
 
-
-def _brief(text: object, limit: int = 200) -> str:
-    """An error's text on one line (whitespace collapsed), cut at `limit` characters."""
-    return " ".join(str(text).split())[:limit]
 
 
 def _archive_kind(path: Path) -> str:
@@ -219,7 +215,7 @@ def _archive_kind(path: Path) -> str:
     except FormatError as e:
         raise ModelSourceError(str(e)) from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ModelSourceError(f"{path.name}: not a readable zip archive ({_brief(e)})") from None
+        raise ModelSourceError(f"{path.name}: not a readable zip archive ({one_line(e, 200)})") from None
     names = [i.filename for i in infos]
     if any(n.endswith("/archive_format") for n in names):
         return "export"
@@ -245,7 +241,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj: Any = load_file(str(path), device="cpu")
         except Exception as e:
-            raise ModelSourceError(f"{path.name}: not a readable safetensors file ({_brief(e)})") from e
+            raise ModelSourceError(f"{path.name}: not a readable safetensors file ({one_line(e, 200)})") from e
     elif suffix in WEIGHT_SUFFIXES:
         kind = _archive_kind(path)
         if kind in ("torchscript", "export"):
@@ -263,7 +259,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelSourceError(f"{path.name}: not a readable PyTorch weights file ({why})") from e
         except Exception as e:
             raise ModelSourceError(f"{path.name}: not a readable PyTorch weights file "
-                                   f"({type(e).__name__}: {_brief(e)})") from e
+                                   f"({type(e).__name__}: {one_line(e, 200)})") from e
     else:
         raise ModelSourceError(f"{path.name}: weights must end in one of {list(WEIGHT_SUFFIXES)}")
     return _unwrap(obj, path)

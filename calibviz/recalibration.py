@@ -399,11 +399,16 @@ def _from_json(d: dict[str, Any]) -> Any:
     return np.asarray(d["__ndarray__"], dtype=d["dtype"]) if "__ndarray__" in d else d
 
 
+def _decode_fit(text: str) -> MethodResult:
+    """A MethodResult from the fit cache's JSON (our own file: arrays and plain values only)."""
+    d = json.loads(text, object_hook=_from_json)
+    return MethodResult(report=d["report"], calibrator=d["calibrator"], bins=ReliabilityBins(**d["bins"]))
+
+
 def _read_cached_fit(path: Path) -> MethodResult | None:
     """A fit from the cache, or None when absent or unreadable (it is then fitted again and overwritten)."""
     try:
-        d = json.loads(path.read_text(), object_hook=_from_json)  # our own file: arrays and plain values only
-        return MethodResult(report=d["report"], calibrator=d["calibrator"], bins=ReliabilityBins(**d["bins"]))
+        return _decode_fit(path.read_text())
     except (OSError, KeyError, TypeError, ValueError):
         return None
 
@@ -420,10 +425,9 @@ def fit_method(fit: Predictions, eval: Predictions, method: str, n_bins: int = 1
         return hit
     report, cal = fit_and_report(fit, eval, method, n_bins, params=params, n_boot=n_boot, seed=seed)
     bins = top_label_bins(cal.transform(eval.scores()), eval.labels, n_bins)
-    result = MethodResult(report=report, calibrator=cal.to_json(), bins=bins)
-    text = json.dumps({"report": report, "calibrator": result.calibrator, "bins": asdict(bins)}, default=_to_json)
+    text = json.dumps({"report": report, "calibrator": cal.to_json(), "bins": asdict(bins)}, default=_to_json)
     atomic_write(path, lambda tmp: tmp.write_text(text))
-    return _read_cached_fit(path) or result   # the read-back copy, so cached and fresh results are alike
+    return _decode_fit(text)   # decoded as a cache hit would be, so cached and fresh results are alike
 
 
 def distilled_vs_full(full: MTSSummary, distilled: list[MTSSummary]) -> str:

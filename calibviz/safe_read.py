@@ -42,9 +42,10 @@ class FormatError(ValueError):
     field and the problem. (Re-exported by `calibviz.formats`, where users meet it.)"""
 
 
-def _one_line(e: BaseException, limit: int = 160) -> str:
-    """An exception's message on one line (whitespace collapsed), cut at `limit` characters; its type when empty."""
-    return " ".join(str(e).split())[:limit] or type(e).__name__
+def one_line(e: object, limit: int = 160) -> str:
+    """An error's message on one line (whitespace collapsed), cut at `limit` characters; an exception's type when
+    its message is empty. Every loader puts foreign error text (numpy, zipfile, torch, safetensors) through it."""
+    return " ".join(str(e).split())[:limit] or (type(e).__name__ if isinstance(e, BaseException) else "")
 
 
 def _mb(n: int) -> str:
@@ -64,7 +65,7 @@ def _member_header(fp: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype
     except (FormatError, zipfile.BadZipFile, zlib.error):
         raise  # a damaged archive (bad CRC, bad deflate stream) is reported as such by read_npz
     except Exception as e:  # numpy's header parser (tokenize, literal_eval) raises many types on bad input
-        raise FormatError(f"{where}: not a valid .npy header ({_one_line(e)})") from None
+        raise FormatError(f"{where}: not a valid .npy header ({one_line(e)})") from None
     if dtype.hasobject:
         raise FormatError(f"{where}: holds an object array (dtype {dtype}), which would need unpickling; "
                                  "refused. Save plain numeric arrays")
@@ -148,7 +149,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
                     RuntimeError) as e:
-                raise FormatError(f"{where}: cannot be read, the archive is damaged ({_one_line(e)})") from None
+                raise FormatError(f"{where}: cannot be read, the archive is damaged ({one_line(e)})") from None
             arrays[info.filename[:-4]] = arr
     return arrays
 
@@ -175,7 +176,7 @@ def _loads(text: str | bytes, where: str, what: str = "") -> Any:
         raise FormatError(f"{where}: {what or 'the JSON'} is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         subject = f"{what} is" if what else "is"
-        raise FormatError(f"{where}: {subject} not valid JSON ({_one_line(e, 120)})") from None
+        raise FormatError(f"{where}: {subject} not valid JSON ({one_line(e, 120)})") from None
 
 
 def parse_json_text(text: str | bytes, where: str) -> Any:
