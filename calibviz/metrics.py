@@ -187,6 +187,24 @@ class RiskCoverage:
 
 
 @dataclass(frozen=True)
+class MetricEstimate:
+    """A metric's value on all rows with its percentile-bootstrap interval (None without one)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    def text(self, digits: int = 4, space: str = "\u00a0") -> str:
+        """'value [low, high]' (no-break spaces by default, so a table cell never splits), or the value alone."""
+        if self.low is None or self.high is None:
+            return f"{self.value:.{digits}f}"
+        return f"{self.value:.{digits}f}{space}[{self.low:.{digits}f},{space}{self.high:.{digits}f}]"
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
 class MetricSet:
     """Point estimates and percentile-bootstrap intervals of every calibration metric."""
 
@@ -196,6 +214,11 @@ class MetricSet:
     n_bins: int
     n: int
     bootstrap: Bootstrap | None
+
+    def estimate(self, key: str) -> MetricEstimate:
+        """One metric with its interval (none where the bootstrap was off or gave no finite resample)."""
+        low, high = self.intervals.get(key, (None, None))
+        return MetricEstimate(self.values[key], low, high)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1047,40 +1070,61 @@ class _MetricState:
 
     def __init__(self, p: torch.Tensor, y: torch.Tensor, n_bins: int):
         self.n_bins = n_bins
+        self.p, self.y = p, y
         self.conf, self.corr = top_label(p, y)
-        self.classwise = _ClasswiseWidth(p, y, n_bins)
-        p_true = p.gather(1, y[:, None]).squeeze(1).to(torch.float64)
-        brier_rows = self.classwise.row_sq - 2 * p_true + 1
-        self.rows = torch.stack([self.corr.to(torch.float64), _nll_rows(p, y), brier_rows])
         self.width = Binning(n_bins, "width")
         self.mass = Binning(n_bins, "mass")
         self.idx_width = bin_index(self.conf, self.width)
-        self.idx_mass = bin_index(self.conf, self.mass)
-        self.ranked = _Ranked(self.conf, self.corr)
         self.smooth_grid = 1025
 
-    def evaluate(self, w: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    # built on first use, so that a report of a few metrics (`keys`) pays only for what they need
+    @cached_property
+    def classwise(self) -> _ClasswiseWidth:
+        return _ClasswiseWidth(self.p, self.y, self.n_bins)
+
+    @cached_property
+    def rows(self) -> torch.Tensor:
+        """Per-row correct, NLL and Brier (3, N) float64."""
+        p, y = self.p, self.y
+        p_true = p.gather(1, y[:, None]).squeeze(1).to(torch.float64)
+        brier_rows = self.classwise.row_sq - 2 * p_true + 1
+        return torch.stack([self.corr.to(torch.float64), _nll_rows(p, y), brier_rows])
+
+    @cached_property
+    def idx_mass(self) -> torch.Tensor:
+        return bin_index(self.conf, self.mass)
+
+    @cached_property
+    def ranked(self) -> _Ranked:
+        return _Ranked(self.conf, self.corr)
+
+    def evaluate(self, w: torch.Tensor | None = None, keys: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         ev = _Evaluation(self, w)
-        return {m.key: m.compute(ev) for m in METRICS}
+        return {m.key: m.compute(ev) for m in METRICS if keys is None or m.key in keys}
 
 
 def calibration_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15,
-                        bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP) -> MetricSet:
-    """Every metric of METRIC_KEYS with percentile-bootstrap intervals, sharing one top-label pass.
+                        bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP, keys: Sequence[str] | None = None
+                        ) -> MetricSet:
+    """Every metric of METRIC_KEYS (or only `keys`) with percentile-bootstrap intervals, sharing one top-label pass.
 
     Bootstrap resamples are seeded multinomial counts used as weights through the same kernels,
-    processed in chunks of resamples (no loop over single resamples). Runs on the input's device.
+    processed in chunks of resamples (no loop over single resamples); the same resamples whatever `keys` asks for.
+    Runs on the input's device.
     """
+    unknown = sorted(set(keys or ()) - set(METRIC_KEYS))
+    if unknown:
+        raise ValueError(f"metrics {unknown} are unknown; known: {list(METRIC_KEYS)}")
     p = _float(probs)
     y = _t(labels).to(p.device).long()
     state = _MetricState(p, y, n_bins)
-    point = {k: float(v) for k, v in state.evaluate().items()}
+    point = {k: float(v) for k, v in state.evaluate(keys=keys).items()}
     intervals: dict[str, tuple[float, float]] = {}
     if bootstrap is not None:
         reps: dict[str, list[torch.Tensor]] = {k: [] for k in point}
         n, c = p.shape  # per resample: the touched classwise cells (fewer than C B and N (B + 1)) and (C,) sums
         for w in _resample_weights(n, bootstrap, p.device, per_resample=c + min(c * n_bins, n * (n_bins + 1))):
-            for k, v in state.evaluate(w).items():
+            for k, v in state.evaluate(w, keys).items():
                 reps[k].append(v.reshape(-1))
         q = (1 - bootstrap.level) / 2
         for k, vs in reps.items():
@@ -1090,3 +1134,41 @@ def calibration_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15,
                 intervals[k] = (float(np.quantile(arr, q)), float(np.quantile(arr, 1 - q)))
     return MetricSet(values=point, intervals=intervals, convention=Binning(n_bins).convention,
                      n_bins=n_bins, n=int(p.shape[0]), bootstrap=bootstrap)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """metric(a) − metric(b) on the same rows, with a paired percentile-bootstrap interval: both models are scored on
+    the same resamples, so the rows' shared difficulty cancels and the interval is narrower than two separate ones."""
+
+    key: str
+    value: float
+    low: float
+    high: float
+    level: float
+
+    @property
+    def sign(self) -> int:
+        """+1 when the whole interval lies above 0, −1 when below, 0 when it contains 0 (no difference shown)."""
+        return 1 if self.low > 0 else -1 if self.high < 0 else 0
+
+
+def paired_difference(probs_a: ArrayLike, probs_b: ArrayLike, labels: ArrayLike, key: str, n_bins: int = 15,
+                      bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> PairedDifference:
+    """metric `key` (one of METRIC_KEYS) of model a minus that of model b on the same labelled rows, with the paired
+    bootstrap interval (the same seeded resamples for both)."""
+    if key not in METRIC_KEYS:
+        raise ValueError(f"metric {key!r} is unknown; known: {list(METRIC_KEYS)}")
+    pa, pb = _float(probs_a), _float(probs_b)
+    if pa.shape != pb.shape:
+        raise ValueError(f"the two models' probabilities differ in shape: {tuple(pa.shape)} and {tuple(pb.shape)}")
+    y = _t(labels).to(pa.device).long()
+    sa, sb = _MetricState(pa, y, n_bins), _MetricState(pb.to(pa.device), y, n_bins)
+    point = float(sa.evaluate(keys=[key])[key] - sb.evaluate(keys=[key])[key])
+    reps = [(sa.evaluate(w, [key])[key] - sb.evaluate(w, [key])[key]).reshape(-1)
+            for w in _resample_weights(pa.shape[0], bootstrap, pa.device, per_resample=pa.shape[1] * (n_bins + 1))]
+    arr = torch.cat(reps).cpu().numpy()
+    arr = arr[np.isfinite(arr)]
+    q = (1 - bootstrap.level) / 2
+    low, high = (float(np.quantile(arr, q)), float(np.quantile(arr, 1 - q))) if arr.size else (np.nan, np.nan)
+    return PairedDifference(key=key, value=point, low=low, high=high, level=bootstrap.level)
