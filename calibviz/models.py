@@ -54,11 +54,16 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-# name -> (class, default kwargs). Students are the same classes, smaller.
+# name -> (class, default kwargs). Students are the same classes, smaller; the `_mid` ones are the teacher
+# assistants of TAKD, between teacher and student in width and in parameter count (close to the geometric mean):
+# mlp 551k, mlp_mid 79k, mlp_small 7.4k parameters (geometric mean of the ends 64k); cnn 151k, cnn_mid 38k,
+# cnn_small 9.8k (geometric mean 38k).
 ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "mlp": (MLP, {"in_dim": 40, "hidden": (512, 512, 512), "n_classes": 10}),
+    "mlp_mid": (MLP, {"in_dim": 40, "hidden": (256, 256), "n_classes": 10}),
     "mlp_small": (MLP, {"in_dim": 40, "hidden": (64, 64), "n_classes": 10}),
     "cnn": (SmallCNN, {"channels": (32, 64), "hidden": 128, "n_classes": 10}),
+    "cnn_mid": (SmallCNN, {"channels": (16, 32), "hidden": 64, "n_classes": 10}),
     "cnn_small": (SmallCNN, {"channels": (8, 16), "hidden": 32, "n_classes": 10}),
 }
 

@@ -19,7 +19,7 @@ CARD_KEYS = {"name", "title", "arch", "arch_kwargs", "num_classes", "class_names
              "metrics", "build_seconds", "torch_version", "calibviz_format", "notes", "training"}
 RECIPE_KEYS = {"name", "loss", "label_smoothing", "focal_gamma", "mixup_alpha", "kd_temperature",
                "kd_teacher", "kd_alpha", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "seed",
-               "distilled_per_class", "mask_ratio", "target_transform", "extra_losses"}
+               "distilled_per_class", "mask_ratio", "target_transform", "extra_losses", "student", "arch_role"}
 METRIC_KEYS = {"accuracy", "nll", "brier", "ece"}
 QUICK_ITEMS = ["digits/kd_ls_t4", "digits/mdt"]
 
@@ -144,7 +144,7 @@ def test_quick_build_writes_loadable_checkpoints_with_complete_cards(quick_build
                 assert got[k] == pytest.approx(card["metrics"][split][k], abs=1e-4), (p.name, split, k)
     student = read_card(paths[1])
     assert student["arch"] == "cnn_small" and student["recipe"]["kd_temperature"] == 4.0
-    assert student["teacher"] == {"name": "digits/ls", "sha256": file_digest(paths[0])}
+    assert student["teacher"] == {"name": "digits/ls", "sha256": file_digest(paths[0]), "mode": "offline"}
     mdt = read_card(paths[2])
     assert mdt["recipe"]["mask_ratio"] == zoo.MDT_MASK_RATIO
     assert mdt["distillation"]["n_synthetic"] == 10 * 10
@@ -168,7 +168,7 @@ def test_reused_teacher_is_left_untouched_and_gives_the_same_student(tmp_path: P
     again = zoo.build_zoo(tmp_path, quick=True, only=["digits/kd_ce_mixup_iso"], reuse_teachers=True)
     assert again == [student]  # the teacher was loaded, not rebuilt or rewritten
     assert teacher.read_bytes() == teacher_bytes
-    assert read_card(student)["teacher"] == {"name": "digits/ce", "sha256": file_digest(teacher)}
+    assert read_card(student)["teacher"] == {"name": "digits/ce", "sha256": file_digest(teacher), "mode": "offline"}
     for k, v in load_file(str(student)).items():  # the teacher from its file is the one trained in memory
         assert torch.equal(v, student_weights[k]), k
     # a quick-build teacher is never reused for a full build (nor a full one for a quick build)
@@ -199,10 +199,20 @@ def test_list_zoo_lists_every_recipe_for_both_datasets() -> None:
     entries = zoo.list_zoo(zoo.default_zoo_dir())
     expected = [(d.name, r.name) for d in zoo.DATASETS for r in zoo.RECIPES]
     assert [(e.dataset, e.recipe) for e in entries] == expected
-    archs = {d.name: (d.arch, d.student_arch) for d in zoo.DATASETS}
+    datasets = {d.name: d for d in zoo.DATASETS}
     for e in entries:
         assert e.name == f"{e.dataset}/{e.recipe}" and e.title == zoo.recipe_by_name(e.recipe).title
-        assert e.arch == archs[e.dataset][1 if e.recipe.startswith("kd_") else 0]
+        # old cards say `student`, newer ones `arch_role` too; both name the architecture the recipe trains
+        role = training.arch_role_of(e.card["recipe"])
+        assert role == zoo.recipe_by_name(e.recipe).arch_role
+        assert e.arch == datasets[e.dataset].arch_for(role)
+        teacher = zoo.recipe_by_name(e.recipe).kd_teacher
+        if teacher:  # a student's card names the shipped teacher file it was distilled from
+            assert e.card["teacher"]["name"] == f"{e.dataset}/{teacher}"
+            shipped = zoo.default_zoo_dir() / e.dataset / f"{teacher}.safetensors"
+            assert e.card["teacher"]["sha256"] == file_digest(shipped), e.name
+        else:
+            assert "teacher" not in e.card
         assert e.card["quick"] is False
         assert e.path == zoo.default_zoo_dir() / e.dataset / f"{e.recipe}.safetensors"
 
