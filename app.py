@@ -22,6 +22,8 @@ PAGES = [
     ("views/logits.py", "Logits", ":material/bar_chart:"),
     ("views/features.py", "Features", ":material/scatter_plot:"),
     ("views/soft_labels.py", "Soft labels", ":material/shuffle:"),
+    ("views/shift.py", "Shift", ":material/waves:"),
+    ("views/distillation.py", "Distillation", ":material/school:"),
 ]
 
 st.set_page_config(page_title="calibviz", page_icon=":material/straighten:", layout="wide")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
     )
     from calibviz.data import DataSpec, load_dataset
     from calibviz.devices import pick_device
+    from calibviz.distillation import fidelity, soft_label_entropy, students_of
     from calibviz.features import class_separation, linear_cka, pca, template_projection
     from calibviz.formats import FormatError, load_bundle, load_checkpoint, read_card, save_bundle, save_checkpoint
     from calibviz.logit_stats import compute_logit_stats
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         calibration_metrics,
         classwise_calibration,
         ece,
+        paired_difference,
         reliability_bins,
         risk_coverage,
         smooth_calibration,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
     from calibviz.predictions import Predictions
     from calibviz.recalibration import recalibration_report
     from calibviz.report import metrics_report
+    from calibviz.shift import ShiftCurves, shift_curves, shift_specs
     from calibviz.soft_labels import order_violations, tree_isotonic
     from calibviz.sources import ModelEntry
     from calibviz.zoo import build_zoo, default_zoo_dir, list_zoo
@@ -79,6 +82,14 @@ _EXPORTS: dict[str, str] = {
     "risk_coverage": "calibviz.metrics",
     "top_label": "calibviz.metrics",
     "metrics_report": "calibviz.report",
+    "paired_difference": "calibviz.metrics",
+    # distillation and shift
+    "fidelity": "calibviz.distillation",
+    "soft_label_entropy": "calibviz.distillation",
+    "students_of": "calibviz.distillation",
+    "ShiftCurves": "calibviz.shift",
+    "shift_curves": "calibviz.shift",
+    "shift_specs": "calibviz.shift",
     # features
     "class_separation": "calibviz.features",
     "pca": "calibviz.features",
@@ -109,6 +120,7 @@ __all__ = [
     "FormatError",
     "ModelEntry",
     "Predictions",
+    "ShiftCurves",
     "TemperatureScaling",
     "basic_metrics",
     "build_model",
@@ -120,6 +132,7 @@ __all__ = [
     "compute_logit_stats",
     "default_zoo_dir",
     "ece",
+    "fidelity",
     "fit_temperature",
     "linear_cka",
     "list_zoo",
@@ -132,6 +145,7 @@ __all__ = [
     "metrics_report",
     "mts_curve",
     "order_violations",
+    "paired_difference",
     "pca",
     "pick_device",
     "predict",
@@ -142,7 +156,11 @@ __all__ = [
     "save_bundle",
     "save_calibrator",
     "save_checkpoint",
+    "shift_curves",
+    "shift_specs",
     "smooth_calibration",
+    "soft_label_entropy",
+    "students_of",
     "template_projection",
     "top_label",
     "tree_isotonic",

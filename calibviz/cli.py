@@ -1,4 +1,5 @@
-"""The command line: `python -m calibviz report|recalibrate|extract|serve|zoo ...` (also installed as `calibviz`).
+"""The command line: `python -m calibviz report|recalibrate|shift-report|distill-report|extract|serve|zoo ...` (also
+installed as `calibviz`).
 
 JSON output keys are stable and snake_case. Errors in inputs exit with status 2 and one line naming the problem.
 """
@@ -133,6 +134,101 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_path(name: str, dataset: str | None = None) -> Path:
+    """A model named on the command line: a checkpoint or bundle path, else a zoo name (`mnist1d/ce`, or `ce` with
+    `dataset`)."""
+    from calibviz.zoo import list_zoo
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    zoo = {e.name: e for e in list_zoo()}
+    entry = zoo.get(name) or (zoo.get(f"{dataset}/{name}") if dataset else None)
+    if entry is None:
+        raise FormatError(f"{name}: no such file, and no zoo model of that name (zoo: {', '.join(zoo)})")
+    return entry.path
+
+
+def _shift_models(args: argparse.Namespace) -> list[tuple[str, DataSpec, Any]]:
+    """The models of `shift-report`, each as (name, its data, a loader from a spec to its Predictions): zoo names
+    (`mnist1d/ce`, or `ce` with --dataset), checkpoint paths (named by their card, e.g. `digits/ce`), or the user's
+    own model (--arch/--weights or --program, on --data). A predictions bundle has no shifted copies: refused."""
+    from calibviz.backend import predict, predict_model
+
+    source = user_source(args)
+    if source is not None:
+        if args.models:
+            raise ValueError("name either models (zoo names, checkpoints) or your own model with --arch/--weights or "
+                             "--program, not both")
+        from calibviz.data_sources import Preprocess
+
+        pre = Preprocess.from_json(args.transform) if args.transform else None
+        data = _user_spec(args, None)
+        return [(source.label, data, lambda spec: predict_model(
+            source, spec, preprocess=pre, device=args.device, batch_size=args.batch_size, num_workers=args.workers))]
+    if not args.models:
+        raise ValueError("name at least one model: a zoo name like mnist1d/ce, a checkpoint path, or your own model "
+                         "with --arch/--weights or --program and --data")
+    out = []
+    for name in args.models:
+        path = model_path(name, args.dataset)
+        if not is_checkpoint(path):
+            raise ValueError(f"{name}: a predictions bundle holds only outputs; it has no shifted copies, so "
+                             "shift-report needs a checkpoint or your own model")
+        card = read_card(path)
+        dataset = str(card["dataset"])
+        if args.dataset and dataset != args.dataset:
+            raise ValueError(f"{name}: the checkpoint's card says dataset {dataset!r}, not --dataset {args.dataset!r}")
+        out.append((str(card.get("name", name)), DataSpec(dataset, "test"),
+                    lambda spec, p=path: predict(p, str(spec), device=args.device)))
+    return out
+
+
+def cmd_shift_report(args: argparse.Namespace) -> int:
+    """Accuracy, ECE and NLL with intervals against corruption severity, before and after TS fitted on clean val."""
+    from calibviz.metrics import Bootstrap
+    from calibviz.shift import ShiftParams, ece_markdown_table, shift_curves, shift_specs, shift_text_table
+
+    params = ShiftParams(args.bins, Bootstrap(n_boot=args.boot, seed=args.seed) if args.boot else None)
+    results = []
+    for name, data, load in _shift_models(args):
+        specs = shift_specs(data, args.corruptions or None)
+        preds = {str(s): load(s) for s in specs.all}
+        results.append(shift_curves(preds[str(specs.fit)], preds[str(specs.clean)],
+                                    {(s.corruption, s.severity): preds[str(s)] for s in specs.shifted}, params,
+                                    name=name))
+    if args.json:
+        print(json.dumps({"models": [c.to_json() for c in results]}, indent=2, sort_keys=True))
+    elif args.markdown:
+        print(ece_markdown_table([c.to_json() for c in results]), end="")
+    else:
+        print(shift_text_table(results), end="")
+    return 0
+
+
+def cmd_distill_report(args: argparse.Namespace) -> int:
+    """Fidelity of students to a teacher on the same rows: agreement, KL at T = 1, accuracy, ECE, NLL, intervals."""
+    from calibviz.distillation import distill_report
+    from calibviz.metrics import Bootstrap
+
+    dataset = DataSpec.of(args.data).name if ":" in args.data else None
+    teacher, *students = (load_predictions(model_path(m, dataset), args.data, args.device) for m in
+                          [args.teacher, *args.students])
+    out = distill_report(teacher, students, n_bins=args.bins, bootstrap=Bootstrap(n_boot=args.boot, seed=args.seed))
+    out["data"] = args.data
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    print(f"teacher {out['teacher']} on {args.data} ({out['n']} rows); ECE: {out['ece_convention']}; "
+          f"intervals: {out['interval']}")
+    keys = ("agreement", "kl", "accuracy", "ece", "nll")
+    print(f"{'student':<28}" + "".join(f"{k:>27}" for k in keys))
+    for row in out["students"]:
+        cells = "".join(f"{row[k]['value']:>10.4f} [{row[k]['low']:.4f}, {row[k]['high']:.4f}]" for k in keys)
+        print(f"{row['name']:<28}{cells}")
+    return 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     """Run the backend once over a dataset spec and write a predictions bundle: a zoo checkpoint on built-in data,
     or the user's own model (--arch/--weights or --program) on an image folder or tensor file."""
@@ -161,7 +257,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.zoo_cmd == "build":
         out = Path(args.out) if args.out else zoo.default_zoo_dir()
         t0 = time.perf_counter()
-        paths = zoo.build_zoo(out, quick=args.quick, only=args.only or None, progress=print)
+        paths = zoo.build_zoo(out, quick=args.quick, only=args.only or None, progress=print,
+                              reuse_teachers=args.reuse_teachers)
         print(f"built {len(paths)} checkpoints in {time.perf_counter() - t0:.1f} s under {out}")
         return 0
     entries = zoo.list_zoo(Path(args.root) if args.root else None)
@@ -277,6 +374,34 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(c)
     c.set_defaults(func=cmd_recalibrate)
 
+    sh = sub.add_parser("shift-report", help="accuracy, ECE and NLL against corruption severity, before and after "
+                                             "temperature scaling fitted on the clean val split")
+    sh.add_argument("models", nargs="*", metavar="MODEL",
+                    help="zoo names (mnist1d/ce, or ce with --dataset) or checkpoint paths")
+    sh.add_argument("--dataset", default=None, help="the built-in dataset of the models (default: from each card)")
+    sh.add_argument("--corruptions", nargs="*", default=None, help="some of the corruptions (default: all offered)")
+    sh.add_argument("--bins", type=int, default=15)
+    sh.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals (0: none)")
+    sh.add_argument("--seed", type=int, default=0)
+    out_format = sh.add_mutually_exclusive_group()
+    out_format.add_argument("--json", action="store_true")
+    out_format.add_argument("--markdown", action="store_true", help="the ECE table (before -> after TS) as Markdown")
+    _model_arguments(sh)
+    sh.set_defaults(func=cmd_shift_report)
+
+    d = sub.add_parser("distill-report", help="how closely students follow a teacher: top-1 agreement and KL at "
+                                              "T = 1, with accuracy, ECE and NLL, on the same rows")
+    d.add_argument("teacher", metavar="TEACHER", help="a zoo name (mnist1d/ce), a checkpoint or a bundle")
+    d.add_argument("students", nargs="+", metavar="STUDENT", help="zoo names, checkpoints or bundles")
+    d.add_argument("--data", default="test", help="a dataset spec (mnist1d:test, digits:train) or, for bundles, a "
+                                                  "split name (default: test)")
+    d.add_argument("--bins", type=int, default=15)
+    d.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the intervals")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--device", default=None)
+    d.set_defaults(func=cmd_distill_report)
+
     e = sub.add_parser("extract", help="run a model over a dataset spec and write a predictions bundle")
     e.add_argument("path", nargs="?", default=None, metavar="checkpoint")
     e.add_argument("--out", required=True, help="bundle path ending in .npz or .safetensors")
@@ -295,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     zb.add_argument("--quick", action="store_true", help="a tiny build, for tests")
     zb.add_argument("--out", default=None)
     zb.add_argument("--only", nargs="*", default=None, help="names like digits/ce to build only those")
+    zb.add_argument("--reuse-teachers", action="store_true",
+                    help="load a teacher that --only did not name from --out instead of rebuilding it (so adding a "
+                         "student never rewrites its teacher)")
     zl = zsub.add_parser("list")
     zl.add_argument("--json", action="store_true")
     zl.add_argument("--root", default=None)

@@ -34,6 +34,7 @@ class Selection:
     data: DataSpec
     models: tuple[ModelEntry, ...]
     device: str
+    available: tuple[ModelEntry, ...] = ()  # every model of the dataset, selected or not (pages that pick their own)
 
     @property
     def spec(self) -> str:
@@ -183,7 +184,8 @@ def sidebar(default_recipes: tuple[str, ...] = ("ce", "ls")) -> Selection | None
     st.session_state["device"] = device
     st.sidebar.caption(f"Device: **{device}** · splits: {', '.join(SPLITS)}")
     _upload_box()
-    return Selection(dataset=ds, data=choices[spec], models=tuple(by_name[n] for n in chosen), device=device)
+    return Selection(dataset=ds, data=choices[spec], models=tuple(by_name[n] for n in chosen), device=device,
+                     available=tuple(mine))
 
 
 def selection(*, need_models: bool = False) -> Selection | None:
